@@ -1,0 +1,107 @@
+"""The WebSocket consumer: one per connected browser, joined to its room's group.
+
+Every frame is checked before it is broadcast; a bad one gets an error frame back and the socket
+stays open, so one bad client cannot take its connection (or the process) down.
+"""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat.rooms import ROOM_NAME_RULE, group_name
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+# A frame this large cannot hold a valid message; refuse it before parsing it.
+MAX_FRAME_CHARS = 4 * MAX_MESSAGE_CHARS + 1024
+
+
+class FrameError(ValueError):
+    """A client frame that cannot be broadcast; its text is sent back to the client."""
+
+
+def parse_frame(text_data: str | None, bytes_data: bytes | None) -> str:
+    """Return the chat message in a client frame, or raise FrameError saying what is wrong."""
+    if bytes_data is not None:
+        raise FrameError("binary frames are not accepted: send a JSON text frame")
+    if text_data is None:
+        raise FrameError('empty frame: send a JSON object such as {"message": "hi"}')
+    if len(text_data) > MAX_FRAME_CHARS:
+        raise FrameError(f"frame too large: at most {MAX_FRAME_CHARS} characters")
+    try:
+        payload = json.loads(text_data)
+    except ValueError:
+        raise FrameError('frame is not valid JSON: send {"message": "..."}') from None
+    if not isinstance(payload, dict):
+        raise FrameError('frame must be a JSON object with a "message" field')
+    if "message" not in payload:
+        raise FrameError('frame has no "message" field')
+    message = payload["message"]
+    if not isinstance(message, str):
+        raise FrameError('"message" must be a string')
+    if not message.strip():
+        raise FrameError('"message" must not be empty')
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise FrameError(f'"message" is too long: at most {MAX_MESSAGE_CHARS} characters')
+    return message
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """Broadcasts each valid message to everyone in the room, with a server timestamp."""
+
+    async def connect(self) -> None:
+        """Join the room's group, then accept the handshake."""
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.group = group_name(self.room_name)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        """Leave the room's group."""
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Broadcast a valid frame to the room; answer a bad one with an error frame."""
+        try:
+            message = parse_frame(text_data, bytes_data)
+        except FrameError as error:
+            await self.send_json({"type": "error", "error": str(error)})
+            return
+        await self.channel_layer.group_send(
+            self.group,
+            {
+                "type": "chat.message",
+                "message": message,
+                "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            },
+        )
+
+    async def chat_message(self, event: dict) -> None:
+        """Deliver one room broadcast to this client."""
+        await self.send_json(
+            {"type": "message", "message": event["message"], "sent_at": event["sent_at"]}
+        )
+
+    async def send_json(self, content: dict) -> None:
+        """Send a JSON text frame."""
+        await self.send(text_data=json.dumps(content))
+
+
+class RejectConsumer(AsyncWebsocketConsumer):
+    """Answers a WebSocket to an unknown path or a bad room name, then closes it.
+
+    Without it, URLRouter raises for an unmatched path and the server logs a traceback for what is
+    only a client mistake.
+    """
+
+    async def connect(self) -> None:
+        """Accept, say why the path is refused, and close with an application code."""
+        path = self.scope.get("path", "")
+        await self.accept()
+        error = f"no chat room at {path!r}: room names are {ROOM_NAME_RULE}"
+        await self.send(text_data=json.dumps({"type": "error", "error": error}))
+        await self.close(code=4404)

@@ -1,0 +1,73 @@
+"""The consumer against a real redis-server: messages flow, and an idle socket stays open.
+
+With redis-py 8 and channels-redis' default client settings, the layer's blocking read times out
+after 5 s and every idle WebSocket is closed with 1011 (channels_redis#422); settings.py sets
+socket_timeout=None. This test idles longer than that against a real server to keep it so.
+"""
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from chat.tests.conftest import connected
+from config.settings import redis_channel_layer
+
+IDLE_SECONDS = 11
+
+
+def free_port() -> int:
+    """Ask the kernel for a free TCP port on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start redis-server on a free port for this module and stop it by PID afterwards."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("REQUIRE_E2E") == "1":
+            pytest.fail("redis-server is not installed, and REQUIRE_E2E=1 forbids skipping")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    workdir: Path = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(  # noqa: S603 - a fixed binary and arguments
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"redis-server did not listen on port {port}")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+async def test_idle_socket_outlives_the_redis_client_timeout(redis_url: str) -> None:
+    """A socket idle for longer than redis-py's 5 s default still sends and receives."""
+    layers = {"default": redis_channel_layer(redis_url)}
+    with override_settings(CHANNEL_LAYERS=layers):
+        async with connected("/ws/chat/idle/") as alice, connected("/ws/chat/idle/") as bob:
+            await asyncio.sleep(IDLE_SECONDS)
+            assert await alice.receive_nothing(timeout=0.1), "the socket was closed while idle"
+            await alice.send_to(text_data=json.dumps({"message": "after the idle"}))
+            for client in (alice, bob):
+                assert (await client.receive_json_from(timeout=5))["message"] == "after the idle"
