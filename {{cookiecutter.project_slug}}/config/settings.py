@@ -1,4 +1,4 @@
-"""Django settings for Realtime Chat.
+"""Django settings for the project.
 
 Every value that differs between a laptop, CI and production comes from the environment
 (https://12factor.net/config); `.env.example` documents each variable. One image runs everywhere.
