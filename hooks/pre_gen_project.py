@@ -3,6 +3,9 @@
 Each rule is one function `check_<what>(answers) -> str | None` returning the problem (naming the
 field, the bad value and the fix) or None. All rules run, every problem is printed, and the hook
 exits 1, so cookiecutter writes nothing. Stdlib only: cookiecutter runs this file on its own.
+
+process_manager has no rule here: cookiecutter itself refuses a value outside its choices, even
+with --no-input (tests/test_hooks.py keeps it so).
 """
 
 import json
@@ -20,7 +23,7 @@ RESERVED_NAMES: Final = frozenset(
     {
         "django", "channels", "channels_redis", "daphne", "redis", "uwsgi", "supervisor",
         "asgiref", "twisted", "autobahn", "pytest", "yaml",
-        "chat", "config", "deploy", "tests", "manage", "conftest",
+        "chat", "config", "deploy", "tests", "test", "manage", "conftest",
     }
 )
 SLUG_PATTERN: Final = re.compile(r"[a-z_][a-z0-9_]*")
@@ -108,17 +111,6 @@ def check_asgi_workers(answers: dict) -> str | None:
     return None
 
 
-def check_process_manager(answers: dict) -> str | None:
-    """process_manager is one of the listed choices (cookiecutter does not enforce it with --no-input)."""
-    choices = ("supervisor", "compose")
-    if answers["process_manager"] not in choices:
-        return (
-            f"process_manager={answers['process_manager']!r} is not a choice: "
-            f"use one of {', '.join(choices)}."
-        )
-    return None
-
-
 CHECKS: Final[tuple[Callable[[dict], str | None], ...]] = (
     check_project_name,
     check_project_slug,
@@ -126,7 +118,6 @@ CHECKS: Final[tuple[Callable[[dict], str | None], ...]] = (
     check_ports_are_numbers,
     check_ports_differ,
     check_asgi_workers,
-    check_process_manager,
 )
 
 

@@ -1,0 +1,68 @@
+"""Shared fixtures of the template's tests: baking projects and finding the binaries they need."""
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+REQUIRE_E2E = os.environ.get("REQUIRE_E2E") == "1"
+
+
+def require_binary(name: str) -> str:
+    """Return the path of `name`; skip the test without it, or fail when REQUIRE_E2E=1 (CI)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if REQUIRE_E2E:
+            pytest.fail(f"{message}, and REQUIRE_E2E=1 forbids skipping", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def default_answers() -> dict:
+    """The answers --no-input would give, with choice lists reduced to their first entry."""
+    return {
+        key: value[0] if isinstance(value, list) else value
+        for key, value in COOKIECUTTER_JSON.items()
+        if not key.startswith("_")
+    }
+
+
+Bake = Callable[..., Path]
+
+
+@pytest.fixture
+def bake(cookies) -> Bake:
+    """Bake the template with the defaults overridden by keyword arguments; return the project.
+
+    The bake must succeed: a failed bake fails the test with cookiecutter's error.
+    """
+
+    def _bake(**overrides: str) -> Path:
+        result = cookies.bake(extra_context=overrides)
+        assert result.exception is None, f"bake failed: {result.exception}"
+        assert result.exit_code == 0
+        return Path(result.project_path)
+
+    return _bake
+
+
+@pytest.fixture(scope="session")
+def bake_once(cookies_session) -> Callable[..., Path]:
+    """Like `bake`, but each distinct set of answers is baked once per test session (read-only use)."""
+    baked: dict[tuple, Path] = {}
+
+    def _bake(**overrides: str) -> Path:
+        key = tuple(sorted(overrides.items()))
+        if key not in baked:
+            result = cookies_session.bake(extra_context=overrides)
+            assert result.exception is None, f"bake failed: {result.exception}"
+            baked[key] = Path(result.project_path)
+        return baked[key]
+
+    return _bake

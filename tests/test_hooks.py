@@ -1,0 +1,184 @@
+"""The hooks: bad answers are refused before anything is written; post-generation finishes the job."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE_DIR, Bake
+
+COOKIECUTTER = str(Path(sys.executable).with_name("cookiecutter"))
+HOSTILE_NAME = "O'Brien \"Chat\" \\ Ünïcode"
+
+
+def run_cookiecutter(output_dir: Path, *answers: str) -> subprocess.CompletedProcess:
+    """Bake from the command line with --no-input, as a user would."""
+    return subprocess.run(  # noqa: S603 - our own venv's cookiecutter
+        [COOKIECUTTER, "--no-input", "-o", str(output_dir), str(TEMPLATE_DIR), *answers],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+BAD_ANSWERS = [
+    # (answers, field named in the error, a word of the fix)
+    (["project_name= "], "project_name", "project_name="),
+    (["project_slug=My-Chat"], "project_slug='My-Chat'", "lowercase Python identifier"),
+    (["project_slug=9lives"], "project_slug='9lives'", "lowercase Python identifier"),
+    (["project_slug=class"], "project_slug='class'", "keyword"),
+    (["project_slug=match"], "project_slug='match'", "keyword"),
+    (["project_slug=django"], "project_slug='django'", "shadow"),
+    (["project_slug=channels"], "project_slug='channels'", "shadow"),
+    (["project_slug=daphne"], "project_slug='daphne'", "shadow"),
+    (["project_slug=redis"], "project_slug='redis'", "shadow"),
+    (["project_slug=chat"], "project_slug='chat'", "shadow"),
+    (["project_slug=config"], "project_slug='config'", "shadow"),
+    (["project_slug=deploy"], "project_slug='deploy'", "shadow"),
+    (["project_slug=tests"], "project_slug='tests'", "shadow"),
+    (["project_slug=json"], "project_slug='json'", "shadow"),
+    (["project_slug=test"], "project_slug='test'", "shadow"),
+    (["project_slug=select"], "project_slug='select'", "shadow"),
+    (["http_port=abc"], "http_port='abc'", "1 to 65535"),
+    (["wsgi_port=80a"], "wsgi_port='80a'", "1 to 65535"),
+    (["asgi_port=0"], "asgi_port='0'", "1 to 65535"),
+    (["http_port=65536"], "http_port='65536'", "1 to 65535"),
+    (["http_port=-1"], "http_port='-1'", "1 to 65535"),
+    (["wsgi_port=8000"], "wsgi_port=8000", "must all differ"),
+    (["asgi_port=8001"], "asgi_port=8001", "must all differ"),
+    (["http_port=6379"], "http_port=6379", "Redis"),
+    (["domain_name=bad_domain!"], "domain_name='bad_domain!'", "valid host name"),
+    (["domain_name=-lead.example.com"], "domain_name='-lead.example.com'", "valid host name"),
+    (["domain_name=a..b"], "domain_name='a..b'", "valid host name"),
+    (["domain_name=http://x.com"], "domain_name='http://x.com'", "valid host name"),
+    (["asgi_workers=0"], "asgi_workers='0'", "1 to 32"),
+    (["asgi_workers=33"], "asgi_workers='33'", "1 to 32"),
+    (["asgi_workers=two"], "asgi_workers='two'", "1 to 32"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "fix"), BAD_ANSWERS, ids=[" ".join(a[0]) for a in BAD_ANSWERS]
+)
+def test_bad_answer_is_refused_and_nothing_is_written(
+    tmp_path: Path, answers: list[str], field: str, fix: str
+) -> None:
+    """A bad answer exits non-zero, names the field and the fix, and leaves the -o folder empty."""
+    result = run_cookiecutter(tmp_path, *answers)
+    assert result.returncode != 0
+    assert field in result.stderr
+    assert fix in result.stderr
+    assert "Nothing was generated" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_bad_answer_is_reported_at_once(tmp_path: Path) -> None:
+    """All failing rules are printed in one run, one ERROR line each."""
+    result = run_cookiecutter(
+        tmp_path, "project_slug=json", "http_port=abc", "domain_name=x_y", "asgi_workers=99"
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert [e.split("=")[0] for e in errors] == [
+        "ERROR: project_slug",
+        "ERROR: domain_name",
+        "ERROR: http_port",
+        "ERROR: asgi_workers",
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_process_manager_is_refused_by_cookiecutter(tmp_path: Path) -> None:
+    """cookiecutter itself refuses a process_manager outside the choices, even with --no-input."""
+    result = run_cookiecutter(tmp_path, "process_manager=systemd")
+    assert result.returncode != 0
+    assert "process_manager" in result.stderr
+    assert "supervisor" in result.stderr
+    assert "compose" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_non_default_answers_bake(tmp_path: Path) -> None:
+    """Valid unusual answers (high ports, a sub-domain, 32 workers) bake without complaint."""
+    result = run_cookiecutter(
+        tmp_path,
+        "project_name=Team Chat",
+        "domain_name=chat.example.co.uk",
+        "http_port=65535",
+        "wsgi_port=1",
+        "asgi_port=9000",
+        "asgi_workers=32",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "team_chat" / "manage.py").is_file()
+
+
+def test_hostile_name_bakes_into_valid_files(bake: Bake) -> None:
+    """Quotes, a backslash and non-ASCII letters survive into valid Python, TOML, YAML and HTML."""
+    import json
+    import tomllib
+
+    import yaml
+
+    project = bake(project_name=HOSTILE_NAME, description=HOSTILE_NAME)
+    assert project.name == "o_brien_chat_unicode"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["description"] == HOSTILE_NAME
+    answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert answers["project_name"] == HOSTILE_NAME
+    yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert HOSTILE_NAME in readme
+
+
+def test_env_file_has_a_fresh_secret_on_every_bake(bake: Bake) -> None:
+    """.env gets a new 50+ character secret each bake, is private and git-ignored."""
+
+    def secret(project: Path) -> str:
+        text = (project / ".env").read_text(encoding="utf-8")
+        match = re.search(r"^DJANGO_SECRET_KEY=(.*)$", text, re.MULTILINE)
+        assert match
+        return match.group(1)
+
+    first, second = bake(), bake()
+    assert len(secret(first)) >= 50
+    assert secret(first) != secret(second)
+    assert "change-me" not in secret(first)
+    assert (first / ".env").stat().st_mode & 0o077 == 0
+    assert ".env" in (first / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+def load_post_gen_hook() -> dict:
+    """Render nothing, just read the REMOVE_WHEN table out of the post-generation hook's source."""
+    tree = ast.parse((TEMPLATE_DIR / "hooks" / "post_gen_project.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "REMOVE_WHEN":
+            return ast.literal_eval(node.value)
+    raise AssertionError("REMOVE_WHEN not found in hooks/post_gen_project.py")
+
+
+REMOVE_WHEN = load_post_gen_hook()
+
+
+def test_remove_table_names_only_paths_the_template_has() -> None:
+    """Every path in REMOVE_WHEN exists in the template, so a rename cannot silently break it."""
+    project_dir = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    for paths in REMOVE_WHEN.values():
+        for path in paths:
+            assert (project_dir / path).exists(), path
+
+
+@pytest.mark.parametrize("process_manager", ["supervisor", "compose"])
+def test_removed_paths_match_the_table(bake: Bake, process_manager: str) -> None:
+    """After a bake, each table path is absent exactly when its row matches the answers."""
+    project = bake(process_manager=process_manager)
+    answers = {"process_manager": process_manager}
+    for (option, value), paths in REMOVE_WHEN.items():
+        for path in paths:
+            assert (project / path).exists() == (answers[option] != value), path
