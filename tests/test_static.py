@@ -1,0 +1,137 @@
+"""Static validation of the deploy files of every process-manager choice, with the real tools.
+
+Docker cannot run here, so compose.yaml is checked by the real Compose v2 parser and the
+Compose Specification schema; the Dockerfile by hadolint; uWSGI and supervisord parse their own
+configs; Django runs its deployment checks with production-like settings.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+
+BIN = Path(sys.executable).parent
+PROCESS_MANAGERS = ["supervisor", "compose"]
+
+
+def run(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a validator; return its result for the assertions."""
+    return subprocess.run(  # noqa: S603 - validators from our venv or the system
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def dotenv(project: Path) -> dict[str, str]:
+    """The baked .env as a dict."""
+    pairs = {}
+    for line in (project / ".env").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key] = value
+    return pairs
+
+
+@pytest.fixture(params=PROCESS_MANAGERS)
+def project(request: pytest.FixtureRequest, bake_once) -> Path:
+    """A baked project of each process-manager choice."""
+    return bake_once(process_manager=request.param)
+
+
+def test_compose_file_passes_the_compose_parser(project: Path) -> None:
+    """`docker compose config` (the real Compose v2 parser) accepts compose.yaml with the baked .env."""
+    compose = require_binary("docker-compose")
+    result = run([compose, "-f", "compose.yaml", "config", "--quiet"], project)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_file_matches_the_compose_spec_schema(project: Path) -> None:
+    """compose.yaml validates against the Compose Specification JSON schema."""
+    result = run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
+        project,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_matches_the_github_schema(project: Path) -> None:
+    """The generated CI workflow validates against GitHub's workflow schema."""
+    result = run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            ".github/workflows/ci.yml",
+        ],
+        project,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint(project: Path) -> None:
+    """hadolint finds nothing in the Dockerfile (each ignored rule is justified in a comment)."""
+    result = run([str(BIN / "hadolint"), "deploy/Dockerfile"], project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def native_env(project: Path, **overrides: str) -> dict[str, str]:
+    """The baked .env as a process environment, the venv's tools first on PATH."""
+    return {
+        **os.environ,
+        **dotenv(project),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        **overrides,
+    }
+
+
+def test_uwsgi_reads_its_config_with_the_environment(project: Path) -> None:
+    """uWSGI parses uwsgi.ini (strict mode) and binds the socket the environment names."""
+    env = native_env(project, LISTEN_HOST="127.0.0.1", WSGI_PORT="18001")
+    result = run([str(BIN / "uwsgi"), "--ini", "deploy/uwsgi.ini", "--get", "socket"], project, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "127.0.0.1:18001"
+
+
+@pytest.mark.parametrize("variable", ["LISTEN_HOST", "WSGI_PORT", "WSGI_PROCESSES", "WSGI_THREADS"])
+def test_uwsgi_refuses_to_start_without_a_variable(project: Path, variable: str) -> None:
+    """An unset variable stops uWSGI with its name, instead of binding a literal "$(...)"."""
+    env = native_env(project)
+    del env[variable]
+    result = run([str(BIN / "uwsgi"), "--ini", "deploy/uwsgi.ini", "--get", "socket"], project, env)
+    assert result.returncode != 0
+    assert f"{variable}-is-not-set" in result.stdout + result.stderr
+
+
+def test_supervisord_config_parses(bake_once) -> None:
+    """supervisord reads its config: both programs, ASGI_WORKERS Daphne processes, the listener."""
+    project = bake_once(process_manager="supervisor")
+    from supervisor.options import ServerOptions
+
+    env = dotenv(project)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        options = ServerOptions()
+        options.realize(["-c", str(project / "deploy/supervisor/supervisord.conf")])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    groups = {group.name: group for group in options.process_group_configs}
+    assert set(groups) == {"uwsgi", "asgi", "exit_on_fatal"}
+    assert len(groups["asgi"].process_configs) == int(env["ASGI_WORKERS"])
+    uwsgi = groups["uwsgi"].process_configs[0]
+    assert uwsgi.stopsignal == 15  # TERM: uwsgi.ini sets die-on-term
+
+
+@pytest.mark.parametrize("https", ["0", "1"])
+def test_django_deploy_checks_pass(bake_once, https: str) -> None:
+    """`check --deploy --fail-level WARNING` passes with production settings, with TLS off or on."""
+    project = bake_once()
+    env = native_env(project, DJANGO_HTTPS=https, DJANGO_DEBUG="0")
+    command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    result = run(command, project, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
