@@ -1,4 +1,4 @@
-"""Finish the new project: drop what the answers did not select, write .env, prove the configs agree.
+"""Finish the new project: drop unselected files, write .env, prove that the configs agree.
 
 Runs inside the new project's folder. A failure exits 1, and cookiecutter then deletes the
 project, so a bake either succeeds whole or leaves nothing. Stdlib only (plus PyYAML, which

@@ -21,9 +21,25 @@ ANSWERS: Final = json.loads(r"""{{ cookiecutter | tojson }}""")
 # would shadow it on sys.path.
 RESERVED_NAMES: Final = frozenset(
     {
-        "django", "channels", "channels_redis", "daphne", "redis", "uwsgi", "supervisor",
-        "asgiref", "twisted", "autobahn", "pytest", "yaml",
-        "chat", "config", "deploy", "tests", "test", "manage", "conftest",
+        "django",
+        "channels",
+        "channels_redis",
+        "daphne",
+        "redis",
+        "uwsgi",
+        "supervisor",
+        "asgiref",
+        "twisted",
+        "autobahn",
+        "pytest",
+        "yaml",
+        "chat",
+        "config",
+        "deploy",
+        "tests",
+        "test",
+        "manage",
+        "conftest",
     }
 )
 SLUG_PATTERN: Final = re.compile(r"[a-z_][a-z0-9_]*")
@@ -93,7 +109,7 @@ def check_ports_differ(answers: dict) -> str | None:
         return None  # check_ports_are_numbers reports it
     for field, port in ports.items():
         if port == REDIS_PORT:
-            return f"{field}={port} is Redis' port inside the stack: pick another, e.g. {field}=8003."
+            return f"{field}={port} is Redis' port in the stack: pick another, e.g. {field}=8003."
     if len(set(ports.values())) < len(ports):
         shown = ", ".join(f"{field}={port}" for field, port in ports.items())
         return f"{shown}: the three ports must all differ, e.g. 8000, 8001 and 8002."
@@ -127,7 +143,7 @@ def main() -> int:
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     if problems:
-        print("Nothing was generated. Run cookiecutter again with the fixes above.", file=sys.stderr)
+        print("Nothing was generated. Run cookiecutter again, fixed.", file=sys.stderr)
     return 1 if problems else 0
 
 

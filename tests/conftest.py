@@ -54,7 +54,7 @@ def bake(cookies) -> Bake:
 
 @pytest.fixture(scope="session")
 def bake_once(cookies_session) -> Callable[..., Path]:
-    """Like `bake`, but each distinct set of answers is baked once per test session (read-only use)."""
+    """Like `bake`, but each set of answers is baked once per session (for read-only use)."""
     baked: dict[tuple, Path] = {}
 
     def _bake(**overrides: str) -> Path:

@@ -1,4 +1,4 @@
-"""The hooks: bad answers are refused before anything is written; post-generation finishes the job."""
+"""The hooks: bad answers are refused before anything is written; post-gen finishes the job."""
 
 import ast
 import re
@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import TEMPLATE_DIR, Bake
 
 COOKIECUTTER = str(Path(sys.executable).with_name("cookiecutter"))
-HOSTILE_NAME = "O'Brien \"Chat\" \\ Ünïcode"
+HOSTILE_NAME = 'O\'Brien "Chat" \\ Ünïcode'
 
 
 def run_cookiecutter(output_dir: Path, *answers: str) -> subprocess.CompletedProcess:

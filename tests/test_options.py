@@ -1,4 +1,4 @@
-"""Every option bakes into a clean project: no template syntax left, every data file parses, ruff is clean.
+"""Every option bakes a clean project: no template syntax left, data files parse, ruff is clean.
 
 The matrix comes from cookiecutter.json: the defaults, every choice of every choice option, plus
 named edge values. Expensive per-bake checks run once per entry.
@@ -56,7 +56,7 @@ def baked(request: pytest.FixtureRequest, bake_once) -> Path:
 
 
 def test_no_template_syntax_is_left(baked: Path) -> None:
-    """No cookiecutter variable is left anywhere, and no Jinja outside Django templates/workflows."""
+    """No cookiecutter variable is left, and no Jinja outside Django templates and workflows."""
     for path in project_files(baked):
         relative = path.relative_to(baked).as_posix()
         text = path.read_text(encoding="utf-8")

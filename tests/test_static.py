@@ -42,7 +42,7 @@ def project(request: pytest.FixtureRequest, bake_once) -> Path:
 
 
 def test_compose_file_passes_the_compose_parser(project: Path) -> None:
-    """`docker compose config` (the real Compose v2 parser) accepts compose.yaml with the baked .env."""
+    """`docker compose config` (the real Compose v2 parser) accepts compose.yaml and .env."""
     compose = require_binary("docker-compose")
     result = run([compose, "-f", "compose.yaml", "config", "--quiet"], project)
     assert result.returncode == 0, result.stderr
