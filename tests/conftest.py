@@ -13,9 +13,12 @@ COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(en
 REQUIRE_E2E = os.environ.get("REQUIRE_E2E") == "1"
 
 
-def require_binary(name: str) -> str:
-    """Return the path of `name`; skip the test without it, or fail when REQUIRE_E2E=1 (CI)."""
-    path = shutil.which(name)
+def require_binary(name: str, search_path: str | None = None) -> str:
+    """Return the path of `name`; skip the test without it, or fail when REQUIRE_E2E=1 (CI).
+
+    `search_path` looks in those folders instead of PATH (the venv's bin, unactivated).
+    """
+    path = shutil.which(name, path=search_path)
     if path is None:
         message = f"{name} is not installed (.ci/run installs it)"
         if REQUIRE_E2E:

@@ -1,0 +1,135 @@
+"""Clients of the running stack: HTTP requests and chat WebSockets, always through nginx.
+
+nginx's default server drops requests for unknown host names (444), so every request names the
+site's domain; WebSocket handshakes send the Origin a browser on the site would send, which
+Channels' AllowedHostsOriginValidator requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.stack import LOOPBACK
+
+if TYPE_CHECKING:
+    from tests.e2e.stack import Stack
+
+RECEIVE_TIMEOUT = 10.0
+
+
+def http_get(stack: Stack, path: str, *, host: str | None = None) -> tuple[int, dict, bytes]:
+    """GET `path` from nginx as `host` (default: the site's domain): status, headers, body."""
+    connection = http.client.HTTPConnection(LOOPBACK, stack.http_port, timeout=10)
+    try:
+        connection.request(
+            "GET", path, headers={"Host": host or f"{stack.domain}:{stack.http_port}"}
+        )
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def ws_url(stack: Stack, path: str) -> str:
+    """The ws:// URL of `path` on the site (the TCP connection goes to 127.0.0.1)."""
+    return f"ws://{stack.domain}:{stack.http_port}{path}"
+
+
+def room_path(room: str) -> str:
+    """The WebSocket path of a room, percent-encoding what a URL cannot hold."""
+    return f"/ws/chat/{quote(room, safe='/')}/"
+
+
+async def open_ws(stack: Stack, path: str, *, origin: str | None = None) -> ClientConnection:
+    """Open a WebSocket to `path` through nginx, as a page of the site would."""
+    return await connect(
+        ws_url(stack, path),
+        origin=origin or stack.origin,
+        host=LOOPBACK,
+        port=stack.http_port,
+        open_timeout=10,
+        max_size=2**21,
+        ping_interval=None,
+    )
+
+
+def ws_handshake_ok(stack: Stack) -> bool:
+    """True when a WebSocket to a room opens through nginx."""
+
+    async def handshake() -> bool:
+        try:
+            websocket = await open_ws(stack, room_path("ready"))
+        except Exception:  # noqa: BLE001 - whatever the failure, it is not serving yet
+            return False
+        await websocket.close()
+        return True
+
+    return asyncio.run(handshake())
+
+
+class ChatClient:
+    """One member of a room: records every frame the server sends it, in order."""
+
+    def __init__(self, websocket: ClientConnection, room: str) -> None:
+        self.websocket = websocket
+        self.room = room
+        self.frames: list[dict] = []
+        self.close_code: int | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for data in self.websocket:
+                self.frames.append(json.loads(data))
+        except ConnectionClosed:
+            pass
+        self.close_code = self.websocket.close_code
+
+    @property
+    def messages(self) -> list[str]:
+        """The chat messages received, in order."""
+        return [frame["message"] for frame in self.frames if frame.get("type") == "message"]
+
+    @property
+    def errors(self) -> list[str]:
+        """The error frames received, in order."""
+        return [frame["error"] for frame in self.frames if frame.get("type") == "error"]
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has closed."""
+        return self._reader.done()
+
+    async def say(self, message: str) -> None:
+        """Send a chat message the way room.js does."""
+        await self.websocket.send(json.dumps({"message": message}))
+
+    async def close(self) -> None:
+        """Close the WebSocket and wait for the reader to finish."""
+        await self.websocket.close()
+        await self._reader
+
+
+async def join(stack: Stack, room: str) -> ChatClient:
+    """Open a WebSocket to `room` and start recording what it receives."""
+    return ChatClient(await open_ws(stack, room_path(room)), room)
+
+
+async def eventually(
+    condition: Callable[[], object], *, timeout: float = RECEIVE_TIMEOUT, what: str = ""
+) -> None:
+    """Wait (without blocking the loop) until `condition()` is truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what or condition}")
+        await asyncio.sleep(0.02)

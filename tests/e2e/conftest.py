@@ -1,0 +1,103 @@
+"""Full-stack fixtures: one native stack per process manager, a headless Chromium, log tails.
+
+The `stack` fixture is session-scoped and parametrized over the process managers, so pytest runs
+every test against the supervisor stack, stops it, then runs them all against the compose stack.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+from tests.e2e.stack import Stack
+
+PROCESS_MANAGERS = ["supervisor", "compose"]
+# The venv this suite runs in holds the project's Python servers (as the image's PATH does).
+VENV_BIN = str(Path(sys.executable).parent)
+SYSTEM_BINARIES = ["nginx", "redis-server", "envsubst"]
+VENV_BINARIES = ["python", "uwsgi", "daphne", "supervisord"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register `process_managers`, which limits a test to some of the stacks."""
+    config.addinivalue_line(
+        "markers", "process_managers(*names): run the test only against these stacks"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect tests whose `process_managers` mark excludes their stack parameter."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("process_managers")
+        callspec = getattr(item, "callspec", None)
+        manager = callspec.params.get("stack") if callspec else None
+        if marker is not None and manager is not None and manager not in marker.args:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=PROCESS_MANAGERS)
+def stack(
+    request: pytest.FixtureRequest, bake_once, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The baked project (with this process manager) running natively on 127.0.0.1."""
+    binaries = {name: require_binary(name) for name in SYSTEM_BINARIES}
+    binaries.update({name: require_binary(name, VENV_BIN) for name in VENV_BINARIES})
+    project = bake_once(process_manager=request.param)
+    running = Stack(project, tmp_path_factory.mktemp(f"stack-{request.param}"), binaries)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Headless Chromium driven by Debian's chromedriver (options from DESIGN.md's traps)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = require_binary("chromium")
+    chromedriver = require_binary("chromedriver")
+    folder = tmp_path_factory.mktemp("chromium")
+    options = Options()
+    options.binary_location = chromium
+    for argument in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={folder / 'profile'}",
+    ]:
+        options.add_argument(argument)
+    service = Service(chromedriver, log_output=str(folder / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """When a full-stack test fails, attach the tail of every server's log to its report."""
+    report = yield
+    if report.failed:
+        running = getattr(item, "funcargs", {}).get("stack")
+        if isinstance(running, Stack):
+            report.sections.append(
+                (f"server logs ({running.process_manager})", running.log_tails())
+            )
+    return report

@@ -1,0 +1,766 @@
+"""Run a baked project's own deploy files natively: the full-stack tests' harness.
+
+Docker cannot run on the test machines, so this module runs what compose.yaml describes with the
+very same files: each service's `command:` from compose.yaml (with `${VAR}` taken from the baked
+.env), deploy/supervisor/supervisord.conf or deploy/uwsgi.ini through those commands, and the nginx
+template rendered with envsubst the way the official nginx image renders it. What differs from
+compose is only where things live: every host is 127.0.0.1, every port a free one, every container
+path a folder under the test's tmp directory (DESIGN.md, "One config, two runtimes").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, suppress
+from pathlib import Path, PurePosixPath
+from typing import IO, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+LOG_TAIL_LINES = 40
+# What the official nginx image does at start: render /etc/nginx/templates/*.template into conf.d.
+NGINX_MIME_TYPES = "/etc/nginx/mime.types"
+# The compose `${NAME}`, `${NAME:-default}` and `${NAME-default}` forms, and `$$` for a literal `$`.
+COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Settings the Dockerfile's ENV gives every Python process of the image.
+IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+T = TypeVar("T")
+
+
+class StackError(RuntimeError):
+    """A server did not start, did not stop, or a service cannot be run natively."""
+
+
+# --- Reading the baked files -------------------------------------------------------------------
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a compose .env file: KEY=VALUE lines, `#` comments, optional surrounding quotes."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, separator, value = line.partition("=")
+        if not separator:
+            raise StackError(f"{path}: not a KEY=VALUE line: {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Substitute compose's `${NAME}` forms in `value` from `env`; an unset NAME is an error."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise StackError(f"compose.yaml uses ${{{name}}}, which the native environment lacks")
+
+    return COMPOSE_VARIABLE.sub(replace, value)
+
+
+def command_argv(service: dict, env: dict[str, str]) -> list[str]:
+    """A service's `command:` as an argument list, interpolated against `env`."""
+    command = service.get("command")
+    if command is None:
+        raise StackError(f"service has no command: {service}")
+    if isinstance(command, str):
+        # compose splits a string command shell-style; ours are lists, keep it simple and strict.
+        raise StackError(f"compose.yaml command is a string, expected a list: {command!r}")
+    return [interpolate(str(argument), env) for argument in command]
+
+
+def volume_mounts(service: dict) -> dict[str, PurePosixPath]:
+    """A service's named volumes as {volume name: container path}."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        target = rest.split(":")[0]
+        if source and not source.startswith((".", "/")) and target:
+            mounts[source] = PurePosixPath(target)
+    return mounts
+
+
+def start_order(services: dict[str, dict]) -> list[str]:
+    """Service names ordered by `depends_on` (compose's start order), ties in file order."""
+    order: list[str] = []
+    pending = list(services)
+    while pending:
+        for name in pending:
+            depends = services[name].get("depends_on", {})
+            if all(dependency in order for dependency in depends):
+                order.append(name)
+                pending.remove(name)
+                break
+        else:
+            raise StackError(f"compose.yaml depends_on has a cycle among {pending}")
+    return order
+
+
+def one_shot_services(services: dict[str, dict]) -> set[str]:
+    """Services others wait for to *finish* (condition: service_completed_successfully)."""
+    return {
+        dependency
+        for service in services.values()
+        for dependency, rule in (service.get("depends_on") or {}).items()
+        if isinstance(rule, dict) and rule.get("condition") == "service_completed_successfully"
+    }
+
+
+def healthcheck_ports(service: dict, env: dict[str, str]) -> list[int]:
+    """The ports a service's healthcheck probes (`${..._PORT}` in its test), resolved in `env`."""
+    test = (service.get("healthcheck") or {}).get("test") or []
+    names = [name for part in test for name in re.findall(r"\$\{(\w+_PORT)\}", str(part))]
+    return [int(env[name]) for name in names]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports 127.0.0.1 can bind now (bind-0 probes, held until all are found)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            probe = stack.enter_context(socket.socket())
+            probe.bind((LOOPBACK, 0))
+            ports.append(probe.getsockname()[1])
+        return ports
+
+
+def native_env(
+    dotenv: dict[str, str],
+    *,
+    service_names: Iterable[str],
+    mounts: dict[str, PurePosixPath],
+    volume_dirs: dict[str, Path],
+    root: Path,
+    redis_port: int,
+) -> dict[str, str]:
+    """The baked .env, moved onto this machine.
+
+    - every `*_HOST` is 127.0.0.1 (LISTEN_HOST included: nothing listens beyond loopback);
+    - every `*_PORT` is a free port; URLs naming an old port (CSRF origins) follow it;
+    - a URL host that is a compose service (REDIS_URL's `redis`) is 127.0.0.1, at `redis_port`;
+    - an absolute path inside a named volume lives in that volume's folder under tmp (so the
+      static volume that collectstatic fills is the folder nginx serves); any other absolute
+      path moves under `root`.
+    """
+    services = set(service_names)
+    port_keys = [key for key in dotenv if key.endswith("_PORT")]
+    new_ports = dict(zip(port_keys, free_ports(len(port_keys)), strict=True))
+    old_to_new = {int(dotenv[key]): port for key, port in new_ports.items()}
+    env = {}
+    for key, value in dotenv.items():
+        if key.endswith("_HOST"):
+            value = LOOPBACK
+        elif key in new_ports:
+            value = str(new_ports[key])
+        elif "://" in value:
+            value = ",".join(
+                _move_url(url.strip(), services, old_to_new, redis_port) for url in value.split(",")
+            )
+        elif value.startswith("/"):
+            value = str(native_path(PurePosixPath(value), mounts, volume_dirs, root))
+        env[key] = value
+    return env
+
+
+def _move_url(url: str, services: set[str], old_to_new: dict[int, int], redis_port: int) -> str:
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    if host in services:
+        host, port = LOOPBACK, redis_port
+    elif port in old_to_new:
+        port = old_to_new[port]
+    netloc = f"{host}:{port}" if port else str(host)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def native_path(
+    path: PurePosixPath,
+    mounts: dict[str, PurePosixPath],
+    volume_dirs: dict[str, Path],
+    root: Path,
+) -> Path:
+    """Where a container path lives natively: in its named volume's folder, or under `root`."""
+    for volume, target in mounts.items():
+        if path == target or target in path.parents:
+            return volume_dirs[volume] / path.relative_to(target)
+    return root / path.relative_to("/")
+
+
+# --- Processes -----------------------------------------------------------------------------------
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll `condition` until it returns something truthy; raise TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"after {timeout:.0f} s: {what or condition}")
+        time.sleep(interval)
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """{pid: (parent pid, session id)} of every process now running, from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        table[int(entry)] = (int(fields[1]), int(fields[3]))
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, parents before children."""
+    table = process_table()
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop(0)
+        children = sorted(child for child, (ppid, _) in table.items() if ppid == parent)
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """The command line of `pid` ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def established_sockets(pids: Iterable[int], port: int) -> dict[int, set[int]]:
+    """{pid: inodes of its ESTABLISHED TCP sockets whose local port is `port`}.
+
+    /proc/net/tcp lists the sockets with their inodes; /proc/<pid>/fd links name the inodes each
+    process holds. Processes that share a listening socket (supervisor's fcgi-program) each hold
+    only the connections they accepted themselves.
+    """
+    wanted = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                wanted.add(inode)
+    held = {}
+    for pid in pids:
+        inodes = set()
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            fds = []
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode = int(target[len("socket:[") : -1])
+                if inode in wanted:
+                    inodes.add(inode)
+        held[pid] = inodes
+    return held
+
+
+def port_accepts(port: int) -> bool:
+    """True when 127.0.0.1:`port` accepts a TCP connection."""
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class Server:
+    """One long-running server: started in its own session, logged to a file, stopped by group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        log_path: Path,
+        ports: list[int],
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.log_path = log_path
+        self.ports = ports
+        self.process: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The PID of the started process (session and process-group leader)."""
+        assert self.process is not None, f"{self.name} is not started"
+        return self.process.pid
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the server and wait until each of its ports accepts connections."""
+        # Append mode: supervisord reopens /dev/stdout (this file) for its programs' output, and
+        # two writers without O_APPEND would overwrite each other.
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - argv comes from the baked compose.yaml
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            while not port_accepts(port):
+                if self.process.poll() is not None:
+                    raise StackError(
+                        f"{self.name} exited with {self.process.returncode} before listening on "
+                        f"{port}: {self.argv}\n{self.log_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"{self.name} did not listen on {port} within {timeout:.0f} s: "
+                        f"{self.argv}\n{self.log_tail()}"
+                    )
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """TERM the server's process group, wait, then KILL; then anything left in its session.
+
+        supervisord puts each program in its own process group, still inside our session: those
+        are found by session id (never by name) and stopped the same way.
+        """
+        if self.process is None:
+            return
+        session = self.process.pid
+        if self.process.poll() is None:
+            _signal_group(session, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(session, signal.SIGKILL)
+                self.process.wait(timeout)
+        leftovers = [pid for pid, (_, sid) in process_table().items() if sid == session]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in leftovers:
+                _signal_pid(pid, sig)
+            leftovers = [
+                pid
+                for pid in leftovers
+                if _wait_gone(pid, timeout=5 if sig == signal.SIGTERM else 2)
+            ]
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.process = None
+
+    def running(self) -> bool:
+        """True while the top process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def log_size(self) -> int:
+        """The log's length now; `log_since` reads what comes after."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        """The log written after `offset`."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last `lines` lines of the log, headed by its path."""
+        text = self.log_since(0) if self.log_path.exists() else ""
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- {self.log_path} (last {lines} lines) ---\n{tail}"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for `pid` to end; True if it is still alive afterwards."""
+    deadline = time.monotonic() + timeout
+    while is_alive(pid):
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# --- The stack -----------------------------------------------------------------------------------
+
+
+class Stack:
+    """A baked project's compose services, run natively on 127.0.0.1.
+
+    `start()` follows compose's order (depends_on): redis-server, the one-shot `setup`, the Python
+    servers (`app` under supervisor; `wsgi` and `asgi` under compose), then nginx.
+    """
+
+    def __init__(self, project: Path, tmp: Path, binaries: dict[str, str]) -> None:
+        self.project = project
+        self.tmp = tmp
+        self.binaries = binaries
+        self.compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+        self.services: dict[str, dict] = self.compose["services"]
+        self.dotenv = read_dotenv(project / ".env")
+        self.logs = tmp / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.volume_dirs = {
+            name: tmp / "volumes" / name for name in self.compose.get("volumes", {})
+        }
+        for folder in self.volume_dirs.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        self.redis_service = self._service_by_image("redis")
+        self.nginx_service = self._service_by_image("nginx")
+        self.one_shots = one_shot_services(self.services)
+        python = [name for name, service in self.services.items() if "build" in service]
+        (self.redis_port,) = free_ports(1)
+        self.env = native_env(
+            self.dotenv,
+            service_names=self.services,
+            mounts=volume_mounts(self.services[python[0]]),
+            volume_dirs=self.volume_dirs,
+            root=tmp / "root",
+            redis_port=self.redis_port,
+        )
+        for key, value in self.dotenv.items():
+            if value.startswith("/"):  # a container path, now under tmp: make its folder
+                moved = Path(self.env[key])
+                folder = moved if key.endswith(("_DIR", "_ROOT")) else moved.parent
+                folder.mkdir(parents=True, exist_ok=True)
+        venv_bin = str(Path(binaries["python"]).parent)
+        self.env.update(
+            IMAGE_ENV,
+            PATH=os.pathsep.join([venv_bin, os.environ.get("PATH", os.defpath)]),
+            HOME=str(tmp),
+            LANG="C.UTF-8",
+        )
+        self.http_port = int(self.env["HTTP_PORT"])
+        self.domain = self.env["NGINX_SERVER_NAME"]
+        self.servers: dict[str, Server] = {}
+
+    @property
+    def process_manager(self) -> str:
+        """`supervisor` when one service runs supervisord, else `compose`."""
+        return "supervisor" if "app" in self.services else "compose"
+
+    @property
+    def origin(self) -> str:
+        """The Origin a browser on this site sends."""
+        return f"http://{self.domain}:{self.http_port}"
+
+    @property
+    def static_root(self) -> Path:
+        """The folder collectstatic filled (the `static` volume)."""
+        return Path(self.env["DJANGO_STATIC_ROOT"])
+
+    def _service_by_image(self, image: str) -> str:
+        (name,) = (
+            name
+            for name, service in self.services.items()
+            if str(service.get("image", "")).split(":")[0].split("/")[-1] == image
+        )
+        return name
+
+    # Starting and stopping ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every service in compose's order; on any failure stop what already runs."""
+        try:
+            for name in start_order(self.services):
+                if name in self.one_shots:
+                    self._run_once(name)
+                else:
+                    server = self._server(name)
+                    self.servers[name] = server
+                    server.start()
+            self._wait_serving()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the servers, last started first."""
+        for server in reversed(list(self.servers.values())):
+            server.stop()
+
+    def restart(self, name: str) -> None:
+        """Stop one server and start it again with the same command and ports."""
+        self.servers[name].stop()
+        self.servers[name].start()
+
+    def _run_once(self, name: str) -> None:
+        argv = self._argv(command_argv(self.services[name], self.env))
+        log_path = self.logs / f"{name}.log"
+        with log_path.open("ab") as log:
+            try:
+                result = subprocess.run(  # noqa: S603 - argv comes from the baked compose.yaml
+                    argv,
+                    cwd=self.project,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=START_TIMEOUT,
+                    check=False,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired:
+                raise StackError(f"{name} did not finish: {argv}") from None
+        if result.returncode != 0:
+            tail = "\n".join(log_path.read_text().splitlines()[-LOG_TAIL_LINES:])
+            raise StackError(f"{name} exited with {result.returncode}: {argv}\n{tail}")
+
+    def _server(self, name: str) -> Server:
+        service = self.services[name]
+        log_path = self.logs / f"{name}.log"
+        if name == self.redis_service:
+            folder = self.volume_dirs.get(
+                next(iter(volume_mounts(service)), ""), self.tmp / "redis"
+            )
+            folder.mkdir(parents=True, exist_ok=True)
+            # The one service whose address compose.yaml does not hold: remap it here.
+            argv = self._argv(command_argv(service, self.env)) + [
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                LOOPBACK,
+                "--dir",
+                str(folder),
+            ]
+            return Server(
+                name, argv, cwd=folder, env=self.env, log_path=log_path, ports=[self.redis_port]
+            )
+        if name == self.nginx_service:
+            argv, env = self._nginx(service)
+            return Server(
+                name,
+                argv,
+                cwd=self.tmp,
+                env=env,
+                log_path=log_path,
+                ports=[self.http_port],
+            )
+        # A Python service. Compose runs ASGI_WORKERS replicas of `asgi` (deploy.replicas), each
+        # in its own container on the same port; natively one process holds the port, so one
+        # replica runs here. Cross-process fan-out is proved under supervisor (numprocs).
+        return Server(
+            name,
+            self._argv(command_argv(service, self.env)),
+            cwd=self.project,
+            env=self.env,
+            log_path=log_path,
+            ports=healthcheck_ports(service, self.env),
+        )
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        """Run argv[0] as the binary the fixtures checked (venv first, as the image's PATH)."""
+        return [self.binaries.get(argv[0], argv[0]), *argv[1:]]
+
+    def _nginx(self, service: dict) -> tuple[list[str], dict[str, str]]:
+        """Render the template as the nginx image does, and wrap it in a top-level nginx.conf."""
+        root = self.tmp / "nginx"
+        conf_d = root / "conf.d"
+        conf_d.mkdir(parents=True, exist_ok=True)
+        mounts = volume_mounts(service)
+        env = {"PATH": self.env["PATH"]}
+        for key, value in (service.get("environment") or {}).items():
+            value = interpolate(str(value), self.env)
+            if value.startswith("/"):
+                value = str(
+                    native_path(PurePosixPath(value), mounts, self.volume_dirs, self.tmp / "root")
+                )
+            env[key] = value
+        templates = self.project / "deploy" / "nginx" / "templates"
+        for template in sorted(templates.glob("*.template")):
+            text = template.read_text(encoding="utf-8")
+            # Like the image, substitute only what the service's environment defines (a `${NAME}`
+            # in a comment stays as it is), but a directive naming anything else is an error.
+            names = sorted(set(TEMPLATE_VARIABLE.findall(text)) & set(env))
+            directives = "\n".join(line.split("#")[0] for line in text.splitlines())
+            missing = sorted(set(TEMPLATE_VARIABLE.findall(directives)) - set(env))
+            if missing:
+                raise StackError(f"{template} uses {missing}, not in the nginx service environment")
+            rendered = subprocess.run(  # noqa: S603 - a fixed binary
+                [self.binaries["envsubst"], " ".join(f"${{{name}}}" for name in names)],
+                input=text,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout
+            (conf_d / template.name.removesuffix(".template")).write_text(rendered)
+        temp = root / "temp"
+        temp.mkdir(exist_ok=True)
+        # Running as root, nginx would switch its workers to `nobody`, who cannot read tmp.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = root / "nginx.conf"
+        conf.write_text(
+            f"""daemon off;
+{user}worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{
+    worker_connections 2048;
+}}
+http {{
+    include {NGINX_MIME_TYPES};
+    default_type application/octet-stream;
+    access_log {root}/access.log;
+    client_body_temp_path {temp}/client_body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {conf_d}/*.conf;
+}}
+""",
+            encoding="utf-8",
+        )
+        argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log"), "-c"]
+        return [*argv, str(conf)], env
+
+    def _wait_serving(self) -> None:
+        """Wait until a page and a WebSocket handshake go through nginx (Daphne has imported
+        Django, every supervisor program runs)."""
+        from tests.e2e.clients import http_get, ws_handshake_ok
+
+        def serving() -> bool:
+            try:
+                return http_get(self, "/chat/lobby/")[0] == 200 and ws_handshake_ok(self)
+            except OSError:
+                return False
+
+        try:
+            wait_until(serving, timeout=START_TIMEOUT, interval=0.2, what="page and WebSocket")
+            if self.process_manager == "supervisor":
+                workers = int(self.env["ASGI_WORKERS"])
+                wait_until(
+                    lambda: len(self.daphne_pids()) == workers,
+                    timeout=START_TIMEOUT,
+                    what=f"{workers} Daphne processes",
+                )
+        except TimeoutError as error:
+            raise StackError(f"the stack is not serving: {error}\n{self.log_tails()}") from None
+
+    # Looking inside -------------------------------------------------------------------------------
+
+    @property
+    def asgi_server(self) -> Server:
+        """The server that runs Daphne (supervisord's `app`, or compose's `asgi`)."""
+        return self.servers["app" if self.process_manager == "supervisor" else "asgi"]
+
+    @property
+    def wsgi_server(self) -> Server:
+        """The server that runs uWSGI (supervisord's `app`, or compose's `wsgi`)."""
+        return self.servers["app" if self.process_manager == "supervisor" else "wsgi"]
+
+    def daphne_pids(self) -> list[int]:
+        """PIDs of the running Daphne processes."""
+        server = self.asgi_server
+        candidates = [server.pid, *descendants(server.pid)]
+        return [pid for pid in candidates if is_alive(pid) and " daphne " in f" {_argv0s(pid)} "]
+
+    def uwsgi_master_and_workers(self) -> tuple[int, list[int]]:
+        """uWSGI's master PID and its workers' PIDs."""
+        server = self.wsgi_server
+        uwsgi = [
+            pid
+            for pid in [server.pid, *descendants(server.pid)]
+            if is_alive(pid) and "uwsgi" in cmdline(pid).lower()
+        ]
+        table = process_table()
+        masters = [pid for pid in uwsgi if table.get(pid, (0, 0))[0] not in uwsgi]
+        assert len(masters) == 1, f"expected one uWSGI master among {uwsgi}"
+        master = masters[0]
+        return master, [pid for pid in uwsgi if table.get(pid, (0, 0))[0] == master]
+
+    def server_pids(self) -> set[int]:
+        """Every running server process (top processes and all their descendants)."""
+        pids = set()
+        for server in self.servers.values():
+            if server.running():
+                pids.update([server.pid, *descendants(server.pid)])
+        return {pid for pid in pids if is_alive(pid)}
+
+    def log_sizes(self) -> dict[str, int]:
+        """{server: log length now}, for `logs_since`."""
+        return {name: server.log_size() for name, server in self.servers.items()}
+
+    def logs_since(self, sizes: dict[str, int]) -> dict[str, str]:
+        """{server: what its log gained since `sizes`}."""
+        return {name: server.log_since(sizes.get(name, 0)) for name, server in self.servers.items()}
+
+    def log_tails(self) -> str:
+        """The tail of every log (servers, the one-shots, nginx's own error log)."""
+        parts = [server.log_tail() for server in self.servers.values()]
+        for extra in [*(self.logs / f"{name}.log" for name in self.one_shots)] + [
+            self.tmp / "nginx" / "error.log"
+        ]:
+            if extra.exists():
+                tail = "\n".join(extra.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+                parts.append(f"--- {extra} ---\n{tail}")
+        return "\n".join(parts)
+
+
+def _argv0s(pid: int) -> str:
+    """The program names in a command line (`python .../daphne --fd 0` -> `python daphne`)."""
+    return " ".join(Path(part).name for part in cmdline(pid).split()[:2])

@@ -1,0 +1,96 @@
+"""Pages through nginx come from uWSGI; /static/ comes from the collected folder, not uWSGI."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.e2e.clients import http_get
+from tests.e2e.stack import Stack, wait_until
+
+# uwsgi.ini's log-format: `uwsgi worker=%(wid) pid=%(pid) %(addr) "%(method) %(uri) %(proto)" ...`
+UWSGI_REQUEST = re.compile(
+    r'^uwsgi worker=(?P<worker>\d+) pid=(?P<pid>\d+) \S+ "(?P<method>\S+) (?P<uri>\S+) [^"]*" '
+    r"(?P<status>\d{3}) ",
+    re.MULTILINE,
+)
+
+
+class PageParser(HTMLParser):
+    """Collects element ids and the text of <script id=...> elements (json_script)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.scripts: dict[str, str] = {}
+        self.script_sources: list[str] = []
+        self._script_id: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.add(attributes["id"])
+        if tag == "script":
+            self._script_id = attributes.get("id")
+            if attributes.get("src"):
+                self.script_sources.append(attributes["src"])
+
+    def handle_data(self, data: str) -> None:
+        if self._script_id:
+            self.scripts[self._script_id] = self.scripts.get(self._script_id, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script_id = None
+
+
+def uwsgi_requests(stack: Stack, offset: int) -> list[dict]:
+    """The requests uWSGI logged after `offset` in its server's log."""
+    text = stack.wsgi_server.log_since(offset)
+    return [match.groupdict() for match in UWSGI_REQUEST.finditer(text)]
+
+
+@pytest.mark.e2e
+def test_room_page_is_served_by_uwsgi(stack: Stack) -> None:
+    offset = stack.wsgi_server.log_size()
+    status, _, body = http_get(stack, "/chat/lobby/")
+    assert status == 200
+    page = PageParser()
+    page.feed(body.decode())
+    assert {"chat-log", "chat-message-input", "connection-state", "chat-form"} <= page.ids
+    assert json.loads(page.scripts["room-name"]) == "lobby"
+    logged = wait_until(
+        lambda: [r for r in uwsgi_requests(stack, offset) if r["uri"] == "/chat/lobby/"],
+        timeout=5,
+        what="uWSGI's request log line for /chat/lobby/",
+    )
+    assert [(r["method"], r["status"]) for r in logged] == [("GET", "200")]
+
+
+@pytest.mark.e2e
+def test_static_file_is_served_by_nginx_from_the_collected_folder(stack: Stack) -> None:
+    offset = stack.wsgi_server.log_size()
+    status, _, body = http_get(stack, "/chat/lobby/")
+    assert status == 200
+    page = PageParser()
+    page.feed(body.decode())
+    assert page.script_sources == ["/static/chat/room.js"]
+
+    status, headers, served = http_get(stack, "/static/chat/room.js")
+    assert status == 200
+    assert served == (stack.static_root / "chat" / "room.js").read_bytes()
+    assert served == (stack.project / "chat" / "static" / "chat" / "room.js").read_bytes()
+    assert headers["Content-Type"].startswith("application/javascript")
+    wait_until(lambda: uwsgi_requests(stack, offset), timeout=5, what="the page's log line")
+    assert [r["uri"] for r in uwsgi_requests(stack, offset)] == ["/chat/lobby/"]
+
+
+@pytest.mark.e2e
+def test_unknown_host_gets_no_answer(stack: Stack) -> None:
+    # nginx's default server closes the connection (444): Daphne and uWSGI never see the request.
+    with pytest.raises(http.client.RemoteDisconnected):
+        http_get(stack, "/chat/lobby/", host=f"evil.example:{stack.http_port}")
