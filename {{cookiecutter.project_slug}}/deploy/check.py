@@ -709,8 +709,14 @@ def check_upstream_hosts_are_services(project: Project) -> Iterator[Problem]:
                 )
 
 
-def check_upstream_ports_are_bound(project: Project) -> Iterator[Problem]:
-    """stack.E002: every port nginx targets is a port the uWSGI / Daphne on that host binds."""
+def check_targeted_ports_are_bound(project: Project) -> Iterator[Problem]:
+    """stack.E002: every port nginx or a healthcheck targets is one the server there binds."""
+    yield from upstream_port_problems(project)
+    yield from healthcheck_port_problems(project)
+
+
+def upstream_port_problems(project: Project) -> Iterator[Problem]:
+    """nginx upstreams whose port the uWSGI / Daphne on that host does not bind."""
     for kind, server_kind, directive in PASS_KINDS:
         for host, port in sorted(nginx_targets(project, kind)):
             servers = [s for s in project.servers if s.service == host and s.kind == server_kind]
@@ -723,6 +729,33 @@ def check_upstream_ports_are_bound(project: Project) -> Iterator[Problem]:
                     (NGINX_TEMPLATE, servers[0].config),
                     f"nginx {directive} targets {host}:{port}, but {kind_name(server_kind)} in "
                     f"service {host!r} binds port(s) {', '.join(map(str, bound)) or 'none'}",
+                )
+
+
+def healthcheck_port_problems(project: Project) -> Iterator[Problem]:
+    """Healthchecks that probe a port their service does not bind (deploy/healthcheck.py, nginx)."""
+    for name, service in project.services.items():
+        argv = healthcheck_argv(service)
+        if name == project.nginx_service:
+            bound = {port for _, port in nginx_listens(project)}
+            urls = [urlsplit(word) for word in argv if "://" in word]
+            probed = [url.port or 80 for url in urls]
+            config = NGINX_TEMPLATE
+        else:
+            servers = [s for s in project.servers if s.service == name]
+            if not servers or any(server.binds is None for server in servers):
+                continue
+            bound = {port for server in servers for _, port in server.binds}
+            script = [i for i, word in enumerate(argv) if word.endswith("healthcheck.py")]
+            probed = [int(w) for w in argv[script[0] + 1 :] if w.isdigit()] if script else []
+            config = servers[0].config
+        for port in probed:
+            if port not in bound:
+                yield Problem(
+                    "stack.E002",
+                    (COMPOSE, config),
+                    f"service {name!r}'s healthcheck probes port {port}, which it does not bind "
+                    f"({', '.join(map(str, sorted(bound)))})",
                 )
 
 
@@ -1129,36 +1162,9 @@ def check_servers_listen_beyond_loopback(project: Project) -> Iterator[Problem]:
             )
 
 
-def check_healthcheck_ports(project: Project) -> Iterator[Problem]:
-    """stack.E053: a healthcheck probes ports its service binds (deploy/healthcheck.py, nginx)."""
-    for name, service in project.services.items():
-        argv = healthcheck_argv(service)
-        if name == project.nginx_service:
-            bound = {port for _, port in nginx_listens(project)}
-            urls = [urlsplit(word) for word in argv if "://" in word]
-            probed = [url.port or 80 for url in urls]
-            config = NGINX_TEMPLATE
-        else:
-            servers = [s for s in project.servers if s.service == name]
-            if not servers or any(server.binds is None for server in servers):
-                continue
-            bound = {port for server in servers for _, port in server.binds}
-            script = [i for i, word in enumerate(argv) if word.endswith("healthcheck.py")]
-            probed = [int(w) for w in argv[script[0] + 1 :] if w.isdigit()] if script else []
-            config = servers[0].config
-        for port in probed:
-            if port not in bound:
-                yield Problem(
-                    "stack.E053",
-                    (COMPOSE, config),
-                    f"service {name!r}'s healthcheck probes port {port}, which it does not bind "
-                    f"({', '.join(map(str, sorted(bound)))})",
-                )
-
-
 RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_upstream_hosts_are_services,
-    check_upstream_ports_are_bound,
+    check_targeted_ports_are_bound,
     check_upstream_hosts_run_servers,
     check_websocket_locations,
     check_pages_go_to_uwsgi,
@@ -1181,7 +1187,6 @@ RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_services_recover,
     check_uwsgi_stop_signal,
     check_servers_listen_beyond_loopback,
-    check_healthcheck_ports,
 )
 
 

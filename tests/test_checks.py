@@ -1,0 +1,386 @@
+"""deploy/check.py, the config checker: it passes on fresh bakes and names each broken rule.
+
+Each breakage edits the written files of a copy of a baked project, the way a person editing
+one config and forgetting another would, and expects exactly one rule id to fire.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import COOKIECUTTER_JSON
+
+PROCESS_MANAGERS = COOKIECUTTER_JSON["process_manager"]
+RULE_ID = re.compile(r"^(stack\.[EW]\d{3}) ", re.MULTILINE)
+
+COMPOSE = "compose.yaml"
+NGINX = "deploy/nginx/templates/default.conf.template"
+UWSGI = "deploy/uwsgi.ini"
+SUPERVISORD = "deploy/supervisor/supervisord.conf"
+SETTINGS = "config/settings.py"
+
+Edit = Callable[[Path], None]
+
+
+def replace(file: str, old: str, new: str) -> Edit:
+    """An edit replacing the first `old` in `file` (which must contain it) with `new`."""
+
+    def edit(project: Path) -> None:
+        path = project / file
+        text = path.read_text(encoding="utf-8")
+        assert old in text, f"{file} no longer contains {old!r}: update this breakage"
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    return edit
+
+
+def set_env(name: str, value: str) -> Edit:
+    """An edit setting a variable in .env.example and .env alike (compose reads .env)."""
+
+    def edit(project: Path) -> None:
+        for file in (".env.example", ".env"):
+            path = project / file
+            text, count = re.subn(
+                rf"^{name}=.*$", f"{name}={value}", path.read_text(encoding="utf-8"), flags=re.M
+            )
+            assert count == 1, f"{file} has no {name}= line: update this breakage"
+            path.write_text(text, encoding="utf-8")
+
+    return edit
+
+
+def drop_env_line(file: str, name: str) -> Edit:
+    """An edit deleting a variable's line from one env file."""
+
+    def edit(project: Path) -> None:
+        path = project / file
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith(f"{name}=")]
+        assert len(kept) == len(lines) - 1, f"{file} has no {name}= line"
+        path.write_text("".join(kept), encoding="utf-8")
+
+    return edit
+
+
+@dataclass(frozen=True)
+class Breakage:
+    """One mistake made in a baked project, and the rule that must name it."""
+
+    name: str
+    process_manager: str
+    rule: str
+    edits: tuple[Edit, ...]
+
+    def __str__(self) -> str:
+        return f"{self.rule}:{self.name}:{self.process_manager}"
+
+
+SUPERVISOR, COMPOSE_PM = "supervisor", "compose"
+
+BREAKAGES = (
+    Breakage(
+        "upstream-host-renamed",
+        SUPERVISOR,
+        "stack.E001",
+        (replace(NGINX, "server ${WSGI_HOST}:${WSGI_PORT};", "server web:${WSGI_PORT};"),),
+    ),
+    Breakage("asgi-host-not-a-service", COMPOSE_PM, "stack.E001", (set_env("ASGI_HOST", "ws"),)),
+    Breakage(
+        "uwsgi-socket-literal-port",
+        SUPERVISOR,
+        "stack.E002",
+        (replace(UWSGI, "socket = $(LISTEN_HOST):$(WSGI_PORT)", "socket = $(LISTEN_HOST):9001"),),
+    ),
+    Breakage(
+        "fcgi-socket-literal-port",
+        SUPERVISOR,
+        "stack.E002",
+        (replace(SUPERVISORD, ":%(ENV_ASGI_PORT)s", ":9002"),),
+    ),
+    Breakage(
+        "daphne-port-literal",
+        COMPOSE_PM,
+        "stack.E002",
+        (replace(COMPOSE, "--port=${ASGI_PORT}", "--port=9002"),),
+    ),
+    Breakage("pages-sent-to-daphne", COMPOSE_PM, "stack.E003", (set_env("WSGI_HOST", "asgi"),)),
+    Breakage(
+        "websockets-sent-to-redis", SUPERVISOR, "stack.E003", (set_env("ASGI_HOST", "redis"),)
+    ),
+    Breakage(
+        "ws-location-renamed",
+        SUPERVISOR,
+        "stack.E004",
+        (replace(NGINX, "location /ws/ {", "location /sockets/ {"),),
+    ),
+    Breakage(
+        "ws-location-renamed",
+        COMPOSE_PM,
+        "stack.E004",
+        (replace(NGINX, "location /ws/ {", "location /websocket/ {"),),
+    ),
+    Breakage(
+        "root-location-proxies-to-daphne",
+        SUPERVISOR,
+        "stack.E005",
+        (replace(NGINX, "uwsgi_pass wsgi;", "proxy_pass http://asgi;"),),
+    ),
+    Breakage(
+        "static-alias-changed",
+        SUPERVISOR,
+        "stack.E006",
+        (replace(NGINX, "alias ${NGINX_STATIC_ROOT}/;", "alias /var/www/static/;"),),
+    ),
+    Breakage(
+        "static-root-moved",
+        COMPOSE_PM,
+        "stack.E007",
+        (set_env("DJANGO_STATIC_ROOT", "/app/static"),),
+    ),
+    Breakage(
+        "static-url-changed",
+        SUPERVISOR,
+        "stack.E008",
+        (replace(SETTINGS, 'STATIC_URL = "/static/"', 'STATIC_URL = "/assets/"'),),
+    ),
+    Breakage(
+        "template-folder-not-mounted",
+        COMPOSE_PM,
+        "stack.E009",
+        (replace(COMPOSE, "./deploy/nginx/templates:", "./deploy/nginx:"),),
+    ),
+    Breakage(
+        "nginx-variable-not-in-environment",
+        SUPERVISOR,
+        "stack.E010",
+        (
+            replace(
+                NGINX, "server_tokens off;", 'server_tokens off;\nadd_header X-Build "${BUILD}";'
+            ),
+        ),
+    ),
+    Breakage(
+        "compose-variable-undefined",
+        COMPOSE_PM,
+        "stack.E011",
+        (
+            replace(
+                COMPOSE,
+                "NGINX_STATIC_ROOT: /srv/static",
+                "NGINX_STATIC_ROOT: /srv/static\n      BUILD: ${BUILD_ID}",
+            ),
+        ),
+    ),
+    Breakage(
+        "uwsgi-variable-undefined",
+        COMPOSE_PM,
+        "stack.E012",
+        (replace(UWSGI, "processes = $(WSGI_PROCESSES)", "processes = $(WSGI_WORKERS)"),),
+    ),
+    Breakage(
+        "supervisor-variable-undefined",
+        SUPERVISOR,
+        "stack.E013",
+        (replace(SUPERVISORD, "%(ENV_ASGI_WORKERS)s", "%(ENV_DAPHNE_WORKERS)s"),),
+    ),
+    Breakage(
+        "settings-variable-undefined",
+        SUPERVISOR,
+        "stack.E014",
+        (
+            replace(
+                SETTINGS,
+                'STATIC_URL = "/static/"',
+                'STATIC_URL = "/static/"\nFEATURE = os.environ.get("DJANGO_FEATURE", "")',
+            ),
+        ),
+    ),
+    Breakage(
+        "env-file-not-read",
+        COMPOSE_PM,
+        "stack.E015",
+        (replace(COMPOSE, "env_file: .env", "env_file: production.env"),),
+    ),
+    Breakage("env-file-stale", SUPERVISOR, "stack.E016", (drop_env_line(".env", "ASGI_WORKERS"),)),
+    Breakage(
+        "event-listener-missing",
+        SUPERVISOR,
+        "stack.E020",
+        (replace(SUPERVISORD, "exit_on_fatal.py", "exit_on_fatal_listener.py"),),
+    ),
+    Breakage(
+        "uwsgi-ini-missing",
+        COMPOSE_PM,
+        "stack.E020",
+        (replace(COMPOSE, '"--ini", "deploy/uwsgi.ini"', '"--ini", "deploy/wsgi.ini"'),),
+    ),
+    Breakage(
+        "uwsgi-module-renamed",
+        SUPERVISOR,
+        "stack.E021",
+        (replace(UWSGI, "module = config.wsgi:application", "module = config.web:application"),),
+    ),
+    Breakage(
+        "daphne-application-renamed",
+        COMPOSE_PM,
+        "stack.E021",
+        (replace(COMPOSE, "- config.asgi:application", "- config.asgi:app"),),
+    ),
+    Breakage(
+        "redis-url-host",
+        SUPERVISOR,
+        "stack.E030",
+        (set_env("REDIS_URL", "redis://cache:6379/0"),),
+    ),
+    Breakage(
+        "redis-url-port",
+        COMPOSE_PM,
+        "stack.E030",
+        (set_env("REDIS_URL", "redis://redis:6380/0"),),
+    ),
+    Breakage(
+        "redis-published",
+        SUPERVISOR,
+        "stack.E040",
+        (
+            replace(
+                COMPOSE,
+                "    image: redis",
+                '    ports:\n      - "6379:6379"\n    image: redis',
+            ),
+        ),
+    ),
+    Breakage(
+        "extra-nginx-port",
+        COMPOSE_PM,
+        "stack.E041",
+        (
+            replace(
+                COMPOSE,
+                '- "${HTTP_PORT}:${HTTP_PORT}"',
+                '- "${HTTP_PORT}:${HTTP_PORT}"\n      - "8443:443"',
+            ),
+        ),
+    ),
+    Breakage(
+        "redis-without-restart",
+        COMPOSE_PM,
+        "stack.E050",
+        (
+            replace(
+                COMPOSE,
+                "      - redis:/data\n    restart: unless-stopped\n",
+                "      - redis:/data\n",
+            ),
+        ),
+    ),
+    Breakage(
+        "uwsgi-stopped-with-quit",
+        SUPERVISOR,
+        "stack.E051",
+        (
+            replace(
+                SUPERVISORD, "stopsignal = TERM\nstopwaitsecs", "stopsignal = QUIT\nstopwaitsecs"
+            ),
+        ),
+    ),
+    Breakage(
+        "uwsgi-without-die-on-term",
+        COMPOSE_PM,
+        "stack.E051",
+        (replace(UWSGI, "die-on-term = true", "die-on-term = false"),),
+    ),
+    Breakage(
+        "uwsgi-binds-loopback",
+        SUPERVISOR,
+        "stack.E052",
+        (replace(UWSGI, "socket = $(LISTEN_HOST):", "socket = 127.0.0.1:"),),
+    ),
+    Breakage(
+        "healthcheck-probes-unbound-port",
+        SUPERVISOR,
+        "stack.E002",
+        (replace(COMPOSE, '"${WSGI_PORT}", "${ASGI_PORT}"]', '"${WSGI_PORT}", "9999"]'),),
+    ),
+)
+
+
+def run_checker(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the project's own deploy/check.py the way the bake hook does."""
+    return subprocess.run(
+        [sys.executable, str(project / "deploy" / "check.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def copy_of(project: Path, tmp_path: Path) -> Path:
+    """A private copy of a baked project, safe to break."""
+    return Path(shutil.copytree(project, tmp_path / project.name))
+
+
+@pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
+def test_checker_passes_on_a_fresh_bake(bake_once, process_manager: str) -> None:
+    """A project baked with defaults passes the checker, which says ok and exits 0."""
+    result = run_checker(bake_once(process_manager=process_manager))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok" in result.stdout
+    assert not RULE_ID.findall(result.stdout)
+
+
+@pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
+def test_checker_passes_without_dotenv(bake_once, tmp_path: Path, process_manager: str) -> None:
+    """Without .env (a CI checkout: it is never committed) the values come from .env.example."""
+    project = copy_of(bake_once(process_manager=process_manager), tmp_path)
+    (project / ".env").unlink()
+    result = run_checker(project, str(project))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=str)
+def test_checker_names_exactly_the_broken_rule(
+    bake_once, tmp_path: Path, breakage: Breakage
+) -> None:
+    """One edit that makes two files disagree fails the checker with that rule's id alone."""
+    project = copy_of(bake_once(process_manager=breakage.process_manager), tmp_path)
+    for edit in breakage.edits:
+        edit(project)
+    result = run_checker(project, str(project))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert set(RULE_ID.findall(result.stdout)) == {breakage.rule}, result.stdout
+
+
+def test_breakages_cover_every_rule() -> None:
+    """Each rule the checker has is broken at least once above."""
+    checker = (
+        Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}/deploy/check.py"
+    )
+    rules = set(re.findall(r'"""(stack\.E\d{3}):', checker.read_text(encoding="utf-8")))
+    assert rules == {breakage.rule for breakage in BREAKAGES}
+
+
+def test_checker_lines_name_the_files(bake_once, tmp_path: Path) -> None:
+    """A problem line gives the rule id, then the files that disagree, then the message."""
+    project = copy_of(bake_once(), tmp_path)
+    set_env("WSGI_HOST", "web")(project)
+    result = run_checker(project, str(project))
+    assert result.stdout.splitlines()[0].startswith(
+        f"stack.E001 {NGINX} <-> {COMPOSE}: nginx sends requests to web:8001"
+    )
+
+
+def test_checker_reports_a_missing_file(bake_once, tmp_path: Path) -> None:
+    """A project without compose.yaml fails with stack.E000 instead of a traceback."""
+    project = copy_of(bake_once(), tmp_path)
+    (project / COMPOSE).unlink()
+    result = run_checker(project, str(project))
+    assert result.returncode == 1
+    assert RULE_ID.findall(result.stdout) == ["stack.E000"]
+    assert "Traceback" not in result.stderr
