@@ -51,7 +51,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.rule} {' <-> '.join(self.files)}: {self.message}"
+        files = " <-> ".join(dict.fromkeys(self.files))  # each file once, in order
+        return f"{self.rule} {files}: {self.message}"
 
 
 # --- Reading the files ----------------------------------------------------------------------
@@ -432,14 +433,24 @@ def find_nginx_service(services: dict[str, dict]) -> str | None:
 
 
 def load_project(root: Path) -> Project | Problem:
-    """Read every file the rules need, or say which one is missing."""
+    """Read every file the rules need, or say which one is missing or unreadable."""
     for name in REQUIRED_FILES:
         if not (root / name).is_file():
             return Problem("stack.E000", (name,), "missing; the checker needs it")
+    for name in (SETTINGS, ROUTING):
+        try:
+            ast.parse((root / name).read_text(encoding="utf-8"))
+        except SyntaxError as error:
+            return Problem("stack.E000", (name,), f"is not valid Python: {error}")
+    try:
+        compose_raw = yaml.safe_load((root / COMPOSE).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        return Problem(
+            "stack.E000", (COMPOSE,), f"is not valid YAML: {' '.join(str(error).split())}"
+        )
     env_example = read_env_file(root / ENV_EXAMPLE)
     env_file = read_env_file(root / ENV_FILE) if (root / ENV_FILE).is_file() else None
     env = {**env_example, **(env_file or {})}
-    compose_raw = yaml.safe_load((root / COMPOSE).read_text(encoding="utf-8")) or {}
     compose = map_strings(compose_raw, lambda text: interpolate(text, env))
     services = compose.get("services") or {}
     nginx_service = find_nginx_service(services)
@@ -754,7 +765,7 @@ def healthcheck_port_problems(project: Project) -> Iterator[Problem]:
                 yield Problem(
                     "stack.E002",
                     (COMPOSE, config),
-                    f"service {name!r}'s healthcheck probes port {port}, which it does not bind "
+                    f"service {name!r}: its healthcheck probes port {port}, which it does not bind "
                     f"({', '.join(map(str, sorted(bound)))})",
                 )
 
@@ -894,6 +905,11 @@ def check_nginx_template_is_mounted(project: Project) -> Iterator[Problem]:
         )
 
 
+def braced(name: str) -> str:
+    """${NAME}, for messages."""
+    return "${" + name + "}"
+
+
 def check_nginx_template_variables(project: Project) -> Iterator[Problem]:
     """stack.E010: every ${VAR} in the nginx template is set in the nginx service's environment."""
     service = project.services[project.nginx_service]
@@ -907,8 +923,8 @@ def check_nginx_template_variables(project: Project) -> Iterator[Problem]:
         yield Problem(
             "stack.E010",
             (NGINX_TEMPLATE, COMPOSE),
-            f"${{{name}}} is not set in service {project.nginx_service!r}'s environment, so nginx "
-            "keeps it as literal text",
+            f"{braced(name)} is not set in service {project.nginx_service!r}'s environment, so "
+            "nginx keeps it as literal text",
         )
 
 
@@ -924,7 +940,7 @@ def check_compose_variables(project: Project) -> Iterator[Problem]:
         yield Problem(
             "stack.E011",
             (COMPOSE, ENV_EXAMPLE),
-            f"${{{name}}} is used but not defined (compose would substitute an empty string)",
+            f"{braced(name)} is used but not defined (compose would substitute an empty string)",
         )
 
 
