@@ -16,13 +16,18 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` so far, in seconds (0 once it is gone)."""
+    """utime + stime of `pid` and of its children it has waited for, in seconds (0 once gone).
+
+    Counting the reaped children keeps the CPU of a worker that exited during a run (uWSGI's
+    max-requests recycling): it moves into its parent's cutime + cstime.
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    # After the command name: state is fields[0], utime fields[11], stime fields[12].
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    # After the command name: state is fields[0], utime fields[11], stime fields[12], then the
+    # waited-for children's cutime fields[13] and cstime fields[14].
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -75,14 +80,31 @@ def by_role(pids: Iterable[int]) -> dict[str, list[int]]:
     return roles
 
 
+_ROLES: dict[int, str] = {}
+
+
 def cpu_snapshot(pids: Iterable[int]) -> dict[int, float]:
-    """{pid: CPU seconds so far}."""
-    return {pid: cpu_seconds(pid) for pid in pids}
+    """{pid: CPU seconds so far}; remembers each process's role for after it is gone."""
+    snapshot = {}
+    for pid in pids:
+        snapshot[pid] = cpu_seconds(pid)
+        if pid not in _ROLES:
+            _ROLES[pid] = role(pid)
+    return snapshot
+
+
+def remembered_role(pid: int) -> str:
+    """The role `pid` had when a snapshot first saw it."""
+    return _ROLES.get(pid) or role(pid)
 
 
 def cpu_cores(before: dict[int, float], after: dict[int, float], seconds: float) -> float:
-    """Cores kept busy between two snapshots of the same processes over `seconds`."""
-    used = sum(after.get(pid, before[pid]) - before[pid] for pid in before)
+    """Cores kept busy between two snapshots over `seconds`.
+
+    `after` lists the processes alive at the end: one started meanwhile counts whole, one gone
+    meanwhile counts in its parent's reaped-children time.
+    """
+    used = sum(after.values()) - sum(before.values())
     return used / seconds if seconds > 0 else 0.0
 
 
