@@ -125,11 +125,18 @@ async def join(stack: Stack, room: str) -> ChatClient:
 
 
 async def eventually(
-    condition: Callable[[], object], *, timeout: float = RECEIVE_TIMEOUT, what: str = ""
+    condition: Callable[[], object],
+    *,
+    timeout: float = RECEIVE_TIMEOUT,
+    what: str | Callable[[], str] = "",
 ) -> None:
-    """Wait (without blocking the loop) until `condition()` is truthy; fail at the deadline."""
+    """Wait (without blocking the loop) until `condition()` is truthy; fail at the deadline.
+
+    `what` describes the wait in the failure; a callable is asked then, to show the state.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what or condition}")
+            description = what() if callable(what) else what or condition
+            raise AssertionError(f"not within {timeout:.0f} s: {description}")
         await asyncio.sleep(0.02)

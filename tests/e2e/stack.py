@@ -35,6 +35,16 @@ COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?
 TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Settings the Dockerfile's ENV gives every Python process of the image.
 IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+# A log line that reports a failure, whichever server wrote it.
+ERROR_LINE = re.compile(
+    r"Traceback|\b(ERROR|CRITICAL)\b|\[(error|crit|alert|emerg)\]|exited: .*not expected"
+)
+# When Daphne closes a WebSocket itself, autobahn ends the closing handshake by aborting the TCP
+# connection (RST, autobahn/websocket/protocol.py "When we are a server, we immediately drop the
+# TCP"), and nginx logs that at [error] level. Expected wherever the server closes a socket.
+NGINX_UPSTREAM_RESET = re.compile(
+    r"\[error\].*recv\(\) failed \(104: Connection reset by peer\) while proxying upgraded"
+)
 
 T = TypeVar("T")
 
@@ -741,23 +751,43 @@ http {{
                 pids.update([server.pid, *descendants(server.pid)])
         return {pid for pid in pids if is_alive(pid)}
 
+    def log_files(self) -> dict[str, Path]:
+        """{name: log file} of every server, the one-shots and nginx's own error log."""
+        files = {name: server.log_path for name, server in self.servers.items()}
+        files.update({name: self.logs / f"{name}.log" for name in self.one_shots})
+        files["nginx error.log"] = self.tmp / "nginx" / "error.log"
+        return {name: path for name, path in files.items() if path.exists()}
+
     def log_sizes(self) -> dict[str, int]:
-        """{server: log length now}, for `logs_since`."""
-        return {name: server.log_size() for name, server in self.servers.items()}
+        """{log: its length now}, for `logs_since`."""
+        return {name: path.stat().st_size for name, path in self.log_files().items()}
 
     def logs_since(self, sizes: dict[str, int]) -> dict[str, str]:
-        """{server: what its log gained since `sizes`}."""
-        return {name: server.log_since(sizes.get(name, 0)) for name, server in self.servers.items()}
+        """{log: what it gained since `sizes`}."""
+        texts = {}
+        for name, path in self.log_files().items():
+            with path.open("rb") as log:
+                log.seek(sizes.get(name, 0))
+                texts[name] = log.read().decode(errors="replace")
+        return texts
+
+    def errors_since(self, sizes: dict[str, int], allow: re.Pattern | None = None) -> list[str]:
+        """Log lines since `sizes` that report an error: tracebacks, ERROR/CRITICAL records,
+        nginx [error] and worse, a supervisor program that died unexpectedly; minus `allow`."""
+        return [
+            f"{name}: {line}"
+            for name, text in self.logs_since(sizes).items()
+            for line in text.splitlines()
+            if ERROR_LINE.search(line) and not (allow and allow.search(line))
+        ]
 
     def log_tails(self) -> str:
-        """The tail of every log (servers, the one-shots, nginx's own error log)."""
-        parts = [server.log_tail() for server in self.servers.values()]
-        for extra in [*(self.logs / f"{name}.log" for name in self.one_shots)] + [
-            self.tmp / "nginx" / "error.log"
-        ]:
-            if extra.exists():
-                tail = "\n".join(extra.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
-                parts.append(f"--- {extra} ---\n{tail}")
+        """The last lines of every log."""
+        parts = []
+        for name, path in self.log_files().items():
+            lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            parts.append(f"--- {name}: {path} (last {LOG_TAIL_LINES} lines) ---")
+            parts.extend(lines)
         return "\n".join(parts)
 
 

@@ -119,7 +119,11 @@ def redis_channel_layer(url: str) -> dict:
         "CONFIG": {
             # socket_timeout None: redis-py 8 times out channels-redis' blocking read after 5 s,
             # which closes every idle WebSocket with 1011 (channels_redis#422).
-            "hosts": [{"address": url, "socket_timeout": None}],
+            # max_connections: redis-py 8 caps a pool at 100 connections (it was 2**31) and
+            # raises "Too many connections" beyond; each message a consumer sends holds one, so
+            # 100 sockets of one process chatting at once crashed consumers (1011). Connections
+            # are reused once released; the layer opens only as many as run concurrently.
+            "hosts": [{"address": url, "socket_timeout": None, "max_connections": 2**31}],
             "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "1000")),
             "expiry": int(os.environ.get("CHANNEL_LAYER_EXPIRY", "60")),
         },

@@ -1,0 +1,129 @@
+"""Bad input at run time, through nginx: each gets a clear error or refusal, never a traceback,
+and the other members of a room keep chatting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from uuid import uuid4
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.e2e.clients import ChatClient, eventually, join, open_ws, room_path
+from tests.e2e.stack import NGINX_UPSTREAM_RESET, Stack
+
+QUIET_SECONDS = 0.5
+# Daphne drops connections sending frames above 1 MiB; this one is just under, so the consumer
+# itself must refuse it.
+ONE_MEGABYTE = 1_000_000
+BIG_FRAME = '{"message": "' + "x" * (ONE_MEGABYTE - len('{"message": ""}')) + '"}'
+
+BAD_FRAMES: dict[str, str | bytes] = {
+    "not-json": "hello, this is not JSON",
+    "no-message": json.dumps({"text": "hi"}),
+    "wrong-type": json.dumps({"message": 42}),
+    "not-an-object": json.dumps(["message", "hi"]),
+    "blank-message": json.dumps({"message": "   "}),
+    "one-megabyte": BIG_FRAME,
+    "binary": b"\x00\xffnot text",
+}
+BAD_ROOMS = {
+    "slash": "a/b",
+    "dot-dot": "..",
+    "space": "a b",
+    "500-characters": "r" * 500,
+    "non-ascii": "caf\u00e9",
+}
+
+
+def unique(prefix: str) -> str:
+    """A room name no other test uses."""
+    return f"{prefix}-{uuid4().hex[:8]}"
+
+
+async def still_chatting(first: ChatClient, second: ChatClient, tag: str) -> None:
+    """Both clients send one message; each gets both, exactly once, and no error."""
+    texts = [f"{tag} one", f"{tag} two"]
+    before = [list(first.messages), list(second.messages)]
+    await first.say(texts[0])
+    await second.say(texts[1])
+    await eventually(
+        lambda: all(
+            len(c.messages) >= len(b) + 2 for c, b in zip((first, second), before, strict=True)
+        )
+    )
+    await asyncio.sleep(QUIET_SECONDS)
+    for client, earlier in zip((first, second), before, strict=True):
+        assert sorted(client.messages[len(earlier) :]) == texts
+
+
+@pytest.mark.e2e
+def test_bad_frame_frame_sizes() -> None:
+    assert len(BIG_FRAME) == ONE_MEGABYTE
+    assert len(BIG_FRAME.encode()) < 2**20
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("frame", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_bad_frame_gets_an_error_and_the_room_goes_on(stack: Stack, frame: str | bytes) -> None:
+    sizes = stack.log_sizes()
+
+    async def scenario() -> None:
+        room = unique("bad-frame")
+        sender, bystander = await join(stack, room), await join(stack, room)
+        await sender.websocket.send(frame)
+        await eventually(lambda: sender.errors, what="an error frame")
+        await asyncio.sleep(QUIET_SECONDS)
+        assert len(sender.errors) == 1, sender.frames
+        assert not sender.closed, f"closed with {sender.close_code}"
+        assert bystander.frames == []
+        # The sender's socket still works, and the room never noticed.
+        await still_chatting(sender, bystander, "after")
+        assert bystander.errors == []
+        await asyncio.gather(sender.close(), bystander.close())
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert stack.errors_since(sizes) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("room", BAD_ROOMS.values(), ids=BAD_ROOMS.keys())
+def test_bad_room_name_is_refused_clearly(stack: Stack, room: str) -> None:
+    sizes = stack.log_sizes()
+
+    async def scenario() -> None:
+        good_room = unique("neighbours")
+        first, second = await join(stack, good_room), await join(stack, good_room)
+        refused_with = None
+        try:
+            websocket = await open_ws(stack, room_path(room))
+        except InvalidStatus as refused:
+            refused_with = refused.response.status_code
+        if refused_with is not None:
+            assert 400 <= refused_with < 500
+        else:
+            # Accepted, told why, closed with the application's "not found" code.
+            client = ChatClient(websocket, room)
+            await eventually(lambda: client.closed, what="the server closing the socket")
+            assert client.close_code == 4404
+            assert len(client.errors) == 1, client.frames
+            assert "room names are" in client.errors[0]
+            assert client.messages == []
+        await still_chatting(first, second, "neighbours")
+        assert first.errors == second.errors == []
+        await asyncio.gather(first.close(), second.close())
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    # The server closed the socket: nginx logs autobahn's reset (see NGINX_UPSTREAM_RESET).
+    assert stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET) == []
+
+
+@pytest.mark.e2e
+def test_foreign_origin_is_refused(stack: Stack) -> None:
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            await open_ws(stack, room_path("lobby"), origin="http://evil.example")
+        assert refused.value.response.status_code == 403
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
