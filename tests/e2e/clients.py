@@ -15,6 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -140,3 +145,60 @@ async def eventually(
             description = what() if callable(what) else what or condition
             raise AssertionError(f"not within {timeout:.0f} s: {description}")
         await asyncio.sleep(0.02)
+
+
+# --- The room page in a browser ------------------------------------------------------------------
+
+# Every state #connection-state shows, in order (room.js sets data-state on each change).
+RECORD_STATES = """
+const label = document.getElementById("connection-state");
+window.e2eStates = [label.dataset.state];
+new MutationObserver(() => window.e2eStates.push(label.dataset.state))
+    .observe(label, {attributes: true, attributeFilter: ["data-state"]});
+"""
+# The text of each line of #chat-log: room.js appends <time>, " ", then the message as text.
+LOGGED_MESSAGES = """
+return Array.from(document.querySelectorAll("#chat-log li"), (item) => item.lastChild.textContent);
+"""
+
+
+def open_room_page(browser: WebDriver, stack: Stack, room: str) -> None:
+    """Load the room page through nginx and wait until its WebSocket is open."""
+    browser.get(f"{stack.origin}/chat/{room}/")
+    wait_for_page(browser, lambda: page_state(browser)["state"] == "open", what="state open")
+    browser.execute_script(RECORD_STATES)
+
+
+def page_state(browser: WebDriver) -> dict:
+    """#connection-state's data attributes: state and how many times the socket opened."""
+    label = browser.find_element(By.ID, "connection-state")
+    return {
+        "state": label.get_attribute("data-state"),
+        "connections": label.get_attribute("data-connections"),
+    }
+
+
+def page_messages(browser: WebDriver) -> list[str]:
+    """The messages #chat-log shows, in order."""
+    return browser.execute_script(LOGGED_MESSAGES)
+
+
+def type_message(browser: WebDriver, text: str) -> None:
+    """Type into the message box and submit the form, as a person would."""
+    box = browser.find_element(By.ID, "chat-message-input")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+
+
+def wait_for_page(
+    browser: WebDriver, condition: Callable[[], object], *, timeout: float = 15, what: str = ""
+) -> None:
+    """Poll the page until `condition()` holds; fail with the page's state and error text."""
+    try:
+        WebDriverWait(browser, timeout, poll_frequency=0.05).until(lambda _: condition())
+    except TimeoutException:
+        error = browser.find_element(By.ID, "chat-error").text
+        raise AssertionError(
+            f"page: not within {timeout} s: {what}; state {page_state(browser)}, "
+            f"messages {page_messages(browser)}, error {error!r}"
+        ) from None

@@ -1,0 +1,140 @@
+"""Faults: a killed Daphne comes back and the page reconnects; Redis restarts and messages flow
+again; a killed uWSGI worker is replaced while pages keep coming.
+
+Under the compose choice nothing restarts a native process (Docker would), so only the faults
+the servers handle themselves are tested there: a Redis restart and a uWSGI worker kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from uuid import uuid4
+
+import pytest
+
+from tests.e2e.clients import (
+    eventually,
+    http_get,
+    join,
+    open_room_page,
+    page_messages,
+    page_state,
+    type_message,
+    wait_for_page,
+)
+from tests.e2e.stack import Stack, established_sockets, is_alive, wait_until
+
+# Messages must flow again this soon after Redis is back.
+RECOVERY_SECONDS = 10
+RESTART_TIMEOUT = 20
+
+
+def unique(prefix: str) -> str:
+    """A room name no other test uses."""
+    return f"{prefix}-{uuid4().hex[:8]}"
+
+
+async def round_trip(stack: Stack, room: str, text: str, timeout: float) -> bool:
+    """Two fresh clients in `room`: True when one's message reaches both within `timeout`."""
+    try:
+        first, second = await join(stack, room), await join(stack, room)
+    except Exception:  # noqa: BLE001 - not serving yet
+        return False
+    try:
+        await first.say(text)
+        await eventually(lambda: first.messages and second.messages, timeout=timeout)
+        return first.messages == second.messages == [text]
+    except (AssertionError, OSError):
+        return False
+    finally:
+        await asyncio.gather(first.close(), second.close(), return_exceptions=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.process_managers("supervisor")
+def test_killed_daphne_is_restarted_and_the_page_reconnects(stack: Stack, browser) -> None:
+    workers = int(stack.env["ASGI_WORKERS"])
+    port = int(stack.env["ASGI_PORT"])
+    room = unique("fault")
+    pids = stack.daphne_pids()
+    before = established_sockets(pids, port)
+    open_room_page(browser, stack, room)
+    assert page_state(browser) == {"state": "open", "connections": "1"}
+    after = established_sockets(pids, port)
+    (victim,) = [pid for pid in pids if after[pid] - before[pid]]  # the page's Daphne
+
+    os.kill(victim, signal.SIGKILL)
+    wait_for_page(
+        browser,
+        lambda: page_state(browser) == {"state": "open", "connections": "2"},
+        what="a second connection, open",
+    )
+    states = browser.execute_script("return window.e2eStates")
+    assert states[0] == "open", states
+    assert "reconnecting" in states, states
+    assert states[-1] == "open", states
+    # supervisor replaces the killed process: as many Daphnes as before, none of them the victim.
+    restarted = wait_until(
+        lambda: (now := stack.daphne_pids()) and len(now) == workers and victim not in now,
+        timeout=RESTART_TIMEOUT,
+        what=f"supervisor restarting Daphne {victim}",
+    )
+    assert restarted
+
+    async def scenario() -> None:
+        peer = await join(stack, room)
+        text = f"after the restart {room}"
+        await asyncio.to_thread(type_message, browser, text)
+        await asyncio.to_thread(
+            wait_for_page, browser, lambda: text in page_messages(browser), what=text
+        )
+        await eventually(lambda: peer.messages, what="the page's message at the peer")
+        assert peer.messages == [text]
+        await peer.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.mark.e2e
+def test_messages_flow_again_after_redis_restarts(stack: Stack) -> None:
+    redis = stack.servers[stack.redis_service]
+    redis_pids = {redis.pid}
+    others = stack.server_pids() - redis_pids
+    assert asyncio.run(round_trip(stack, unique("before"), "before", timeout=5))
+
+    stack.restart(stack.redis_service)
+    restarted_at = time.monotonic()
+
+    async def recovered() -> float:
+        while time.monotonic() - restarted_at < RECOVERY_SECONDS:
+            if await round_trip(stack, unique("after"), "after", timeout=1):
+                return time.monotonic() - restarted_at
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no message went through within {RECOVERY_SECONDS} s of Redis")
+
+    asyncio.run(asyncio.wait_for(recovered(), RECOVERY_SECONDS + 30))
+    died = sorted(pid for pid in others if not is_alive(pid))
+    assert died == [], "server processes died while Redis restarted"
+
+
+@pytest.mark.e2e
+def test_killed_uwsgi_worker_is_replaced_and_pages_keep_coming(stack: Stack) -> None:
+    master, workers = stack.uwsgi_master_and_workers()
+    assert len(workers) == int(stack.env["WSGI_PROCESSES"])
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    statuses = [http_get(stack, "/chat/lobby/")[0] for _ in range(20)]
+    assert statuses == [200] * 20
+    replaced = wait_until(
+        lambda: (
+            (now := stack.uwsgi_master_and_workers())[0] == master
+            and len(now[1]) == len(workers)
+            and victim not in now[1]
+        ),
+        timeout=RESTART_TIMEOUT,
+        what=f"uWSGI's master replacing worker {victim}",
+    )
+    assert replaced
