@@ -270,6 +270,14 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def process_age(pid: int) -> float:
+    """Seconds since `pid` started (from /proc: start time in clock ticks after boot)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    started_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def is_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:

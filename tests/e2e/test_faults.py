@@ -8,6 +8,7 @@ the servers handle themselves are tested there: a Redis restart and a uWSGI work
 from __future__ import annotations
 
 import asyncio
+import configparser
 import os
 import signal
 import time
@@ -25,11 +26,23 @@ from tests.e2e.clients import (
     type_message,
     wait_for_page,
 )
-from tests.e2e.stack import Stack, established_sockets, is_alive, wait_until
+from tests.e2e.stack import Stack, established_sockets, is_alive, process_age, wait_until
 
 # Messages must flow again this soon after Redis is back.
 RECOVERY_SECONDS = 10
 RESTART_TIMEOUT = 20
+
+
+def supervisor_program(stack: Stack, program: str) -> configparser.SectionProxy:
+    """The section of the baked supervisord.conf whose command runs `program`."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(stack.project / "deploy" / "supervisor" / "supervisord.conf")
+    (section,) = [
+        parser[name]
+        for name in parser.sections()
+        if program in parser[name].get("command", "").split()
+    ]
+    return section
 
 
 def unique(prefix: str) -> str:
@@ -65,6 +78,10 @@ def test_killed_daphne_is_restarted_and_the_page_reconnects(stack: Stack, browse
     assert page_state(browser) == {"state": "open", "connections": "1"}
     after = established_sockets(pids, port)
     (victim,) = [pid for pid in pids if after[pid] - before[pid]]  # the page's Daphne
+    # Killed within `startsecs`, supervisor would count a failed start and retry whatever
+    # autorestart says: kill a process that supervisor considers RUNNING.
+    startsecs = supervisor_program(stack, "daphne").getint("startsecs", fallback=1)
+    wait_until(lambda: process_age(victim) > startsecs + 0.5, timeout=startsecs + 5)
 
     os.kill(victim, signal.SIGKILL)
     wait_for_page(
