@@ -608,7 +608,7 @@ class Stack:
                 name, argv, cwd=folder, env=self.env, log_path=log_path, ports=[self.redis_port]
             )
         if name == self.nginx_service:
-            argv, env = self._nginx(service)
+            argv, env = self.nginx_command()
             return Server(
                 name,
                 argv,
@@ -633,8 +633,10 @@ class Stack:
         """Run argv[0] as the binary the fixtures checked (venv first, as the image's PATH)."""
         return [self.binaries.get(argv[0], argv[0]), *argv[1:]]
 
-    def _nginx(self, service: dict) -> tuple[list[str], dict[str, str]]:
-        """Render the template as the nginx image does, and wrap it in a top-level nginx.conf."""
+    def nginx_command(self) -> tuple[list[str], dict[str, str]]:
+        """Render the template as the nginx image does, wrap it in a top-level nginx.conf, and
+        return the command that runs it (its last argument is that file) and its environment."""
+        service = self.services[self.nginx_service]
         root = self.tmp / "nginx"
         conf_d = root / "conf.d"
         conf_d.mkdir(parents=True, exist_ok=True)
@@ -674,6 +676,7 @@ class Stack:
         conf.write_text(
             f"""daemon off;
 {user}worker_processes 1;
+worker_rlimit_nofile 4096;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{
