@@ -80,6 +80,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             },
         )
 
+    async def dispatch(self, message: dict) -> None:
+        """Deliver room broadcasts straight to chat_message; everything else as Channels does.
+
+        Channels closes stale database connections before every message a consumer handles, a
+        hop to a worker thread each time; a broadcast never touches the database, and skipping
+        that hop made Daphne deliver 1.5-3.4 times as many messages a second (benchmarks/).
+        """
+        if message["type"] == "chat.message":
+            await self.chat_message(message)
+        else:
+            await super().dispatch(message)
+
     async def chat_message(self, event: dict) -> None:
         """Deliver one room broadcast to this client."""
         await self.send_json(

@@ -112,27 +112,37 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Channels: Redis carries the groups between processes; without REDIS_URL (runserver, unit
 # tests) one process keeps them in memory.
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
-def redis_channel_layer(url: str) -> dict:
-    """The channels-redis layer for one Redis at `url` (tests reuse it against their own Redis)."""
-    return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # socket_timeout None: redis-py 8 times out channels-redis' blocking read after 5 s,
-            # which closes every idle WebSocket with 1011 (channels_redis#422).
-            # max_connections: redis-py 8 caps a pool at 100 connections (it was 2**31) and
-            # raises "Too many connections" beyond; each message a consumer sends holds one, so
-            # 100 sockets of one process chatting at once crashed consumers (1011). Connections
-            # are reused once released; the layer opens only as many as run concurrently.
-            "hosts": [{"address": url, "socket_timeout": None, "max_connections": 2**31}],
-            "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "1000")),
-            "expiry": int(os.environ.get("CHANNEL_LAYER_EXPIRY", "60")),
-        },
-    }
+# "pubsub" publishes each group message once per Redis and lets every Daphne process fan it out to
+# its own sockets; "core" queues a copy per socket in Redis. Measured on 2 cores (README,
+# "Performance and scaling"), pubsub delivers about twice as many messages per second. core has a
+# per-socket capacity and expiry: past them it drops messages (and logs how many), where pubsub
+# queues them in the Daphne process.
+CHANNEL_LAYER_BACKENDS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+
+
+def redis_channel_layer(url: str, kind: str = "pubsub") -> dict:
+    """The channels-redis layer of `kind` for the Redis at `url` (tests reuse it)."""
+    if kind not in CHANNEL_LAYER_BACKENDS:
+        choices = ", ".join(CHANNEL_LAYER_BACKENDS)
+        raise ImproperlyConfigured(f"CHANNEL_LAYER={kind!r} is not a layer: use one of {choices}.")
+    # socket_timeout None: redis-py 8 times out channels-redis' blocking read after 5 s, which
+    # closes every idle WebSocket with 1011 (channels_redis#422).
+    # max_connections: redis-py 8 caps a pool at 100 connections (it was 2**31) and raises "Too
+    # many connections" beyond; each message a consumer sends holds one, so 100 sockets of one
+    # process chatting at once crashed consumers (1011). Connections are reused once released.
+    config: dict = {"hosts": [{"address": url, "socket_timeout": None, "max_connections": 2**31}]}
+    if kind == "core":
+        config["capacity"] = int(os.environ.get("CHANNEL_LAYER_CAPACITY", "1000"))
+        config["expiry"] = int(os.environ.get("CHANNEL_LAYER_EXPIRY", "60"))
+    return {"BACKEND": CHANNEL_LAYER_BACKENDS[kind], "CONFIG": config}
 
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CHANNEL_LAYERS = {
-    "default": redis_channel_layer(REDIS_URL)
+    "default": redis_channel_layer(REDIS_URL, os.environ.get("CHANNEL_LAYER", "pubsub"))
     if REDIS_URL
     else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 }

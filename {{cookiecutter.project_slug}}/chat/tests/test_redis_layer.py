@@ -19,7 +19,7 @@ import pytest
 from django.test import override_settings
 
 from chat.tests.conftest import connected
-from config.settings import redis_channel_layer
+from config.settings import CHANNEL_LAYER_BACKENDS, redis_channel_layer
 
 IDLE_SECONDS = 11
 
@@ -61,9 +61,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.wait(timeout=10)
 
 
-async def test_idle_socket_outlives_the_redis_client_timeout(redis_url: str) -> None:
+@pytest.mark.parametrize("kind", CHANNEL_LAYER_BACKENDS)
+async def test_idle_socket_outlives_the_redis_client_timeout(redis_url: str, kind: str) -> None:
     """A socket idle for longer than redis-py's 5 s default still sends and receives."""
-    layers = {"default": redis_channel_layer(redis_url)}
+    layers = {"default": redis_channel_layer(redis_url, kind)}
     with override_settings(CHANNEL_LAYERS=layers):
         async with connected("/ws/chat/idle/") as alice, connected("/ws/chat/idle/") as bob:
             await asyncio.sleep(IDLE_SECONDS)
