@@ -51,53 +51,20 @@ FIRST_RATE = 2000
 STEP_FACTOR = 1.5
 MAX_RATE = 80000
 
-# Settings modules that swap only the channel layer (the baked settings.py stays untouched):
-# run.py writes them to a folder on the servers' PYTHONPATH and selects one with
-# DJANGO_SETTINGS_MODULE.
-# Channels 4.2+ runs close_old_connections() in a thread (sync_to_async) before *every* message
-# a consumer handles: one thread-pool round trip per delivery. The chat's handlers never touch the
-# database, so a ChatConsumer.dispatch that skips it for chat.message is safe; this patch emulates
-# that override without editing the baked project.
-NO_DB_HOP = """
-import channels.consumer
-
-
-async def _no_database_cleanup() -> None:
-    return None
-
-
-channels.consumer.aclose_old_connections = _no_database_cleanup
-"""
+# The layer is chosen the way a deployment chooses it, with CHANNEL_LAYER (settings.py). Only
+# the sharded run needs a settings module of its own: run.py writes it to a folder on the
+# servers' PYTHONPATH and selects it with DJANGO_SETTINGS_MODULE (the baked settings.py stays
+# untouched).
 LAYER_SETTINGS = {
-    "core": None,
-    "pubsub": """from config.settings import *  # noqa: F403
-from config.settings import REDIS_URL, redis_channel_layer
-
-_layer = redis_channel_layer(REDIS_URL)
-_layer["BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"
-_layer["CONFIG"] = {"hosts": _layer["CONFIG"]["hosts"]}
-CHANNEL_LAYERS = {"default": _layer}
-""",
-    "pubsub-no-db-hop": """from config.settings import *  # noqa: F403
-from config.settings import REDIS_URL, redis_channel_layer
-
-_layer = redis_channel_layer(REDIS_URL)
-_layer["BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"
-_layer["CONFIG"] = {"hosts": _layer["CONFIG"]["hosts"]}
-CHANNEL_LAYERS = {"default": _layer}
-"""
-    + NO_DB_HOP,
-    "core-no-db-hop": """from config.settings import *  # noqa: F403
-"""
-    + NO_DB_HOP,
-    "core-2-redis": """import os
+    "pubsub-2-redis": """import os
 
 from config.settings import *  # noqa: F403
 from config.settings import REDIS_URL, redis_channel_layer
 
-_layer = redis_channel_layer(REDIS_URL)
+_layer = redis_channel_layer(REDIS_URL, "pubsub")
+_host = _layer["CONFIG"]["hosts"][0]
 _layer["CONFIG"]["hosts"] = [
-    {"address": url, "socket_timeout": None} for url in (REDIS_URL, os.environ["BENCH_REDIS_URL_2"])
+    {**_host, "address": url} for url in (REDIS_URL, os.environ["BENCH_REDIS_URL_2"])
 ]
 CHANNEL_LAYERS = {"default": _layer}
 """,
@@ -157,7 +124,7 @@ class Bench:
                 (self.settings_dir / f"{module}.py").write_text(text)
         self.stack.env["PYTHONPATH"] = str(self.settings_dir)
         self.extra: list[Server] = []
-        self.layer = "core"
+        self.layer = self.stack.env["CHANNEL_LAYER"]
 
     @property
     def app_servers(self) -> list[str]:
@@ -167,10 +134,11 @@ class Bench:
         """Restart the Python servers with a channel layer and environment changes."""
         if layer is not None:
             self.layer = layer
-            if layer == "core":
-                self.stack.env.pop("DJANGO_SETTINGS_MODULE", None)
-            else:
+            self.stack.env["CHANNEL_LAYER"] = layer.split("-")[0]
+            if layer in LAYER_SETTINGS:
                 self.stack.env["DJANGO_SETTINGS_MODULE"] = "bench_" + layer.replace("-", "_")
+            else:
+                self.stack.env.pop("DJANGO_SETTINGS_MODULE", None)
         for key, value in env.items():
             if value is None:
                 self.stack.env.pop(key, None)
@@ -318,8 +286,9 @@ def wrk(
 def wrk_numbers(text: str) -> dict:
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-        "p50_ms": parse_duration_ms(re.search(r"50%\s+(\S+)", text).group(1)),
-        "p99_ms": parse_duration_ms(re.search(r"99%\s+(\S+)", text).group(1)),
+        # Anchored: "77.50%" in the thread stats would otherwise match "50%".
+        "p50_ms": parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
+        "p99_ms": parse_duration_ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
         "non_2xx": int(m.group(1))
         if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text))
         else 0,
@@ -685,19 +654,17 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
 
     default_workers = stack.env["ASGI_WORKERS"]
     one = [(1, 100)]
+    default_layer = stack.env["CHANNEL_LAYER"]
     if args.quick:
-        configs = [("core", default_workers, shapes)]
+        configs = [(default_layer, default_workers, shapes)]
     else:
         configs = [
+            ("pubsub", "1", one),
+            ("pubsub", default_workers, shapes),
+            ("pubsub", "4", one),
             ("core", "1", one),
             ("core", default_workers, shapes),
             ("core", "4", one),
-            ("pubsub", "1", one),
-            ("pubsub", default_workers, one),
-            ("pubsub", "4", one),
-            ("core-no-db-hop", default_workers, one),
-            ("pubsub-no-db-hop", "1", one),
-            ("pubsub-no-db-hop", default_workers, shapes),
         ]
     asgi_port = int(stack.env["ASGI_PORT"])
 
@@ -707,6 +674,7 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
 
     for layer, workers, config_shapes in configs:
         bench.reconfigure(layer=layer, ASGI_WORKERS=workers)
+        is_default = (layer, workers) == (default_layer, default_workers)
         for rooms, clients in config_shapes:
             sweep = broadcast_sweep(
                 f"nginx -> {workers} Daphne -> Redis ({layer})",
@@ -716,14 +684,14 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
                 server_pids=pids,
                 seconds=seconds,
                 procs=procs,
-                memory_sample=memory if (layer, workers) == ("core", default_workers) else None,
+                memory_sample=memory if is_default else None,
                 spread=spread,
             )
             sweep.update(layer=layer, asgi_workers=int(workers), server="daphne")
             results["sweeps"].append(sweep)
-    bench.reconfigure(layer="core", ASGI_WORKERS=default_workers)
+    bench.reconfigure(layer=default_layer, ASGI_WORKERS=default_workers)
 
-    # The same chat served by uvicorn (gunicorn, 2 workers, core layer), directly.
+    # The same chat served by uvicorn (gunicorn, 2 workers, the default layer), directly.
     (port,) = free_ports(1)
     argv = [
         bench.bins["gunicorn"],
@@ -739,7 +707,7 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
     wait_until(lambda: http_status(port) == 200, timeout=30, what="gunicorn page")
     time.sleep(1)
     sweep = broadcast_sweep(
-        "gunicorn + 2 uvicorn workers -> Redis (core layer), no nginx",
+        f"gunicorn + 2 uvicorn workers -> Redis ({default_layer}), no nginx",
         port=port,
         rooms=1,
         clients=100,
@@ -747,7 +715,7 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
         seconds=seconds,
         procs=procs,
     )
-    sweep.update(layer="core", asgi_workers=2, server="uvicorn")
+    sweep.update(layer=default_layer, asgi_workers=2, server="uvicorn")
     results["sweeps"].append(sweep)
     bench.stop_extra(server)
 
@@ -808,7 +776,7 @@ def sharded(bench: Bench, args: argparse.Namespace) -> dict:
         "",
     ]
     server = bench.start_extra("redis-2", argv, port)
-    bench.reconfigure(layer="core-2-redis", BENCH_REDIS_URL_2=f"redis://127.0.0.1:{port}/0")
+    bench.reconfigure(layer="pubsub-2-redis", BENCH_REDIS_URL_2=f"redis://127.0.0.1:{port}/0")
     first_commands = (redis_commands(bench, stack.redis_port), redis_commands(bench, port))
     sweeps = []
     for rooms, clients in [(1, 100), (50, 10)]:
@@ -821,10 +789,10 @@ def sharded(bench: Bench, args: argparse.Namespace) -> dict:
             seconds=args.ws_seconds,
             procs=args.generator_processes,
         )
-        sweep.update(layer="core-2-redis", asgi_workers=int(stack.env["ASGI_WORKERS"]))
+        sweep.update(layer="pubsub-2-redis", asgi_workers=int(stack.env["ASGI_WORKERS"]))
         sweeps.append(sweep)
     last_commands = (redis_commands(bench, stack.redis_port), redis_commands(bench, port))
-    bench.reconfigure(layer="core", BENCH_REDIS_URL_2=None)
+    bench.reconfigure(layer="pubsub", BENCH_REDIS_URL_2=None)
     bench.stop_extra(server)
     return {
         "sweeps": sweeps,
@@ -978,7 +946,7 @@ def targets(results: dict) -> list[str]:
         for sweep in results["ws"]["sweeps"]
         if sweep.get("server") == "daphne"
         and (sweep["rooms"], sweep["clients_per_room"]) == (1, 100)
-        and sweep["layer"] == "core"
+        and sweep["layer"] == results["meta"].get("channel_layer", "pubsub")
         and str(sweep["asgi_workers"]) == results["meta"]["asgi_workers"]
     ]
     uvicorn = [sweep for sweep in results["ws"]["sweeps"] if sweep.get("server") == "uvicorn"]
@@ -1058,6 +1026,7 @@ def main() -> None:
             bake_seconds.append(seconds)
         bench = Bench(project, tmp, bins)
         results["meta"]["asgi_workers"] = bench.stack.env["ASGI_WORKERS"]
+        results["meta"]["channel_layer"] = bench.stack.env["CHANNEL_LAYER"]
         log("cold start")
         start = time.perf_counter()
         with timed_services() as phases:
