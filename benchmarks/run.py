@@ -71,6 +71,26 @@ CHANNEL_LAYERS = {"default": _layer}
 }
 
 
+def start_gunicorn_uvicorn(bench: Bench, name: str) -> tuple[Server, int]:
+    """The same project served by gunicorn with 2 uvicorn workers (cookiecutter-django's
+    production server), on a free port; returns once both workers serve the page."""
+    (port,) = free_ports(1)
+    argv = [
+        bench.bins["gunicorn"],
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "-w",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "config.asgi:application",
+    ]
+    server = bench.start_extra(name, argv, port)
+    wait_until(lambda: http_status(port) == 200, timeout=30, what="gunicorn page")
+    time.sleep(1)  # both workers booted
+    return server, port
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -373,20 +393,7 @@ def http_section(bench: Bench, seconds: float, variants: bool) -> dict:
     bench.stop_extra(server)
 
     log("HTTP: gunicorn + 2 uvicorn workers")
-    (port,) = free_ports(1)
-    argv = [
-        bins["gunicorn"],
-        "-k",
-        "uvicorn_worker.UvicornWorker",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
-        "config.asgi:application",
-    ]
-    server = bench.start_extra("gunicorn-uvicorn", argv, port)
-    wait_until(lambda: http_status(port) == 200, timeout=30, what="gunicorn page")
-    time.sleep(1)  # both workers booted
+    server, port = start_gunicorn_uvicorn(bench, "gunicorn-uvicorn")
     results["gunicorn_uvicorn"] = wrk(bins, port, seconds, lambda: server_tree(server))
     bench.stop_extra(server)
 
@@ -692,20 +699,7 @@ def ws_section(bench: Bench, args: argparse.Namespace) -> dict:
     bench.reconfigure(layer=default_layer, ASGI_WORKERS=default_workers)
 
     # The same chat served by uvicorn (gunicorn, 2 workers, the default layer), directly.
-    (port,) = free_ports(1)
-    argv = [
-        bench.bins["gunicorn"],
-        "-k",
-        "uvicorn_worker.UvicornWorker",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
-        "config.asgi:application",
-    ]
-    server = bench.start_extra("gunicorn-uvicorn-ws", argv, port)
-    wait_until(lambda: http_status(port) == 200, timeout=30, what="gunicorn page")
-    time.sleep(1)
+    server, port = start_gunicorn_uvicorn(bench, "gunicorn-uvicorn-ws")
     sweep = broadcast_sweep(
         f"gunicorn + 2 uvicorn workers -> Redis ({default_layer}), no nginx",
         port=port,
