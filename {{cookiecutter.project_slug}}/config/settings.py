@@ -183,4 +183,7 @@ LOGGING = {
     "formatters": {"plain": {"format": LOG_FORMAT}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    # Never silent about lost messages, whatever DJANGO_LOG_LEVEL says: the core layer logs
+    # "N of M channels over capacity in group G" at INFO for every message it drops.
+    "loggers": {"channels_redis": {"level": "INFO"}},
 }

@@ -7,6 +7,7 @@ socket_timeout=None. This test idles longer than that against a real server to k
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
@@ -72,3 +73,21 @@ async def test_idle_socket_outlives_the_redis_client_timeout(redis_url: str, kin
             await alice.send_to(text_data=json.dumps({"message": "after the idle"}))
             for client in (alice, bob):
                 assert (await client.receive_json_from(timeout=5))["message"] == "after the idle"
+
+
+async def test_core_layer_logs_the_messages_it_drops(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past its capacity the core layer drops a message, and says so in the log."""
+    from channels_redis.core import RedisChannelLayer
+
+    monkeypatch.setenv("CHANNEL_LAYER_CAPACITY", "2")
+    layer = RedisChannelLayer(**redis_channel_layer(redis_url, "core")["CONFIG"])
+    channel = await layer.new_channel()
+    await layer.group_add("overflow", channel)
+    with caplog.at_level(logging.INFO, logger="channels_redis"):
+        for number in range(4):
+            await layer.group_send("overflow", {"type": "chat.message", "n": number})
+    dropped = [r for r in caplog.records if "over capacity" in r.getMessage()]
+    assert len(dropped) == 2
+    await layer.flush()
