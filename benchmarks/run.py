@@ -775,7 +775,7 @@ def sharded(bench: Bench, args: argparse.Namespace) -> dict:
     sweeps = []
     for rooms, clients in [(1, 100), (50, 10)]:
         sweep = broadcast_sweep(
-            "nginx -> 2 Daphne -> 2 Redis (core layer, sharded)",
+            f"nginx -> 2 Daphne -> 2 Redis ({bench.layer.split('-')[0]} layer, sharded)",
             port=stack.http_port,
             rooms=rooms,
             clients=clients,

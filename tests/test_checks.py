@@ -306,7 +306,7 @@ BREAKAGES = (
         "healthcheck-probes-unbound-port",
         SUPERVISOR,
         "stack.E002",
-        (replace(COMPOSE, '"${WSGI_PORT}", "${ASGI_PORT}"]', '"${WSGI_PORT}", "9999"]'),),
+        (replace(COMPOSE, '"${WSGI_PORT}", "http:${ASGI_PORT}"]', '"${WSGI_PORT}", "http:9999"]'),),
     ),
 )
 

@@ -104,6 +104,12 @@ USE_TZ = True
 
 # https://docs.djangoproject.com/en/5.2/howto/static-files/deployment/
 STATIC_URL = "/static/"
+# Collected files get their content's hash in their names, so nginx can let browsers cache
+# them for days and a deploy still reaches every browser at once.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
 STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

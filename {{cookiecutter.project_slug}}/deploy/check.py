@@ -758,7 +758,9 @@ def healthcheck_port_problems(project: Project) -> Iterator[Problem]:
                 continue
             bound = {port for server in servers for _, port in server.binds}
             script = [i for i, word in enumerate(argv) if word.endswith("healthcheck.py")]
-            probed = [int(w) for w in argv[script[0] + 1 :] if w.isdigit()] if script else []
+            # Arguments are PORT or http:PORT (see deploy/healthcheck.py).
+            targets = [w.rpartition(":")[2] for w in argv[script[0] + 1 :]] if script else []
+            probed = [int(port) for port in targets if port.isdigit()]
             config = servers[0].config
         for port in probed:
             if port not in bound:
