@@ -59,13 +59,22 @@ def _stack_then_faults_last(item: pytest.Item) -> tuple[int, bool]:
     return order, item.path.name == "test_faults.py"
 
 
+@pytest.fixture(scope="session")
+def binaries() -> dict[str, str]:
+    """The path of every server binary the stack runs (a missing one skips, or fails in CI)."""
+    found = {name: require_binary(name) for name in SYSTEM_BINARIES}
+    found.update({name: require_binary(name, VENV_BIN) for name in VENV_BINARIES})
+    return found
+
+
 @pytest.fixture(scope="session", params=PROCESS_MANAGERS)
 def stack(
-    request: pytest.FixtureRequest, bake_once, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    bake_once,
+    binaries: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """The baked project (with this process manager) running natively on 127.0.0.1."""
-    binaries = {name: require_binary(name) for name in SYSTEM_BINARIES}
-    binaries.update({name: require_binary(name, VENV_BIN) for name in VENV_BINARIES})
     project = bake_once(process_manager=request.param)
     running = Stack(project, tmp_path_factory.mktemp(f"stack-{request.param}"), binaries)
     running.start()
