@@ -17,8 +17,9 @@ from typing import Final
 
 ANSWERS: Final = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# Top-level modules the generated project imports or ships; a slug with one of these names
-# would shadow it on sys.path.
+# Top-level modules the generated project imports or ships. The slug names the project's folder,
+# its distribution and its image; a folder named like one of these modules shadows it for any
+# Python started in the folder above (the working directory comes first on sys.path).
 RESERVED_NAMES: Final = frozenset(
     {
         "django",

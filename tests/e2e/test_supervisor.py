@@ -36,10 +36,14 @@ def test_supervisord_exits_when_a_program_goes_fatal(bake_once, binaries, tmp_pa
             )
             try:
                 supervisord.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"supervisord still runs with uwsgi FATAL:\n{tail}")
             finally:
                 if supervisord.poll() is None:
                     os.killpg(supervisord.pid, signal.SIGKILL)
                     supervisord.wait()
     log_text = log_path.read_text(errors="replace")
     assert "gave up: uwsgi entered FATAL state" in log_text, log_text[-3000:]
-    assert "exit_on_fatal" in log_text, log_text[-3000:]
+    assert "exit_on_fatal: " in log_text, log_text[-3000:]
+    assert "stopping supervisord" in log_text, log_text[-3000:]

@@ -15,8 +15,9 @@ from chat.rooms import ROOM_NAME_RULE, group_name
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
-# A frame this large cannot hold a valid message; refuse it before parsing it.
-MAX_FRAME_CHARS = 4 * MAX_MESSAGE_CHARS + 1024
+# A frame this large cannot hold a valid message, even with every character JSON-escaped (an
+# astral character is 12: "\ud83d\ude00"); refuse it before parsing it.
+MAX_FRAME_CHARS = 12 * MAX_MESSAGE_CHARS + 1024
 
 
 class FrameError(ValueError):
@@ -85,7 +86,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         Channels closes stale database connections before every message a consumer handles, a
         hop to a worker thread each time; a broadcast never touches the database, and skipping
-        that hop made Daphne deliver 1.5-3.4 times as many messages a second (benchmarks/).
+        that hop made Daphne deliver 1.5-3.4 times as many messages a second (measured with the
+        template's benchmarks/run.py before the override was adopted).
         """
         if message["type"] == "chat.message":
             await self.chat_message(message)

@@ -120,9 +120,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
 # "pubsub" publishes each group message once per Redis and lets every Daphne process fan it out to
 # its own sockets; "core" queues a copy per socket in Redis. Measured on 2 cores (README,
-# "Performance and scaling"), pubsub delivers about twice as many messages per second. core has a
-# per-socket capacity and expiry: past them it drops messages (and logs how many), where pubsub
-# queues them in the Daphne process.
+# "Performance and scaling"): the same rate for 1 room x 100 sockets but a seventh of the p99,
+# 1.5 times the rate for 50 rooms x 10, and 500 sockets in one room, which core could not serve
+# within 100 ms. core has a per-socket capacity and expiry: past them it drops messages (and logs
+# how many), where pubsub queues them in the Daphne process.
 CHANNEL_LAYER_BACKENDS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",

@@ -45,6 +45,14 @@ BAD_FRAMES = [
 ]
 
 
+async def test_longest_message_passes_even_fully_escaped() -> None:
+    """A message of the maximum length is accepted however its client escapes it."""
+    longest = "\U0001f600" * MAX_MESSAGE_CHARS  # each is 12 characters in ASCII-only JSON
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": longest}))
+        assert (await client.receive_json_from())["message"] == longest
+
+
 @pytest.mark.parametrize(("frame", "error"), BAD_FRAMES)
 async def test_bad_frame_gets_an_error_and_the_socket_stays_usable(frame: dict, error: str) -> None:
     """A bad frame is answered with an error naming the problem; the next good one goes through."""

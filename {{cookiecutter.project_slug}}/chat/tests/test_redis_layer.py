@@ -8,6 +8,7 @@ socket_timeout=None. This test idles longer than that against a real server to k
 import asyncio
 import json
 import logging
+import logging.config
 import os
 import shutil
 import socket
@@ -78,16 +79,24 @@ async def test_idle_socket_outlives_the_redis_client_timeout(redis_url: str, kin
 async def test_core_layer_logs_the_messages_it_drops(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Past its capacity the core layer drops a message, and says so in the log."""
+    """Past its capacity the core layer drops a message and says so in the log, even when
+    DJANGO_LOG_LEVEL asks for warnings only (settings.LOGGING keeps channels_redis at INFO)."""
     from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
 
     monkeypatch.setenv("CHANNEL_LAYER_CAPACITY", "2")
     layer = RedisChannelLayer(**redis_channel_layer(redis_url, "core")["CONFIG"])
     channel = await layer.new_channel()
     await layer.group_add("overflow", channel)
-    with caplog.at_level(logging.INFO, logger="channels_redis"):
+    quiet = {**settings.LOGGING, "root": {**settings.LOGGING["root"], "level": "WARNING"}}
+    logging.config.dictConfig(quiet)
+    logging.getLogger().addHandler(caplog.handler)  # dictConfig replaced the root's handlers
+    try:
         for number in range(4):
             await layer.group_send("overflow", {"type": "chat.message", "n": number})
+    finally:
+        logging.getLogger().removeHandler(caplog.handler)
+        logging.config.dictConfig(settings.LOGGING)
+        await layer.flush()
     dropped = [r for r in caplog.records if "over capacity" in r.getMessage()]
     assert len(dropped) == 2
-    await layer.flush()

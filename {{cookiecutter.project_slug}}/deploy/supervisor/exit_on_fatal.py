@@ -14,7 +14,10 @@ def main() -> None:
     while True:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
-        header = dict(token.split(":", 1) for token in sys.stdin.readline().split())
+        line = sys.stdin.readline()
+        if not line:  # supervisord is gone
+            return
+        header = dict(token.split(":", 1) for token in line.split())
         payload = sys.stdin.read(int(header["len"]))
         sys.stdout.write("RESULT 2\nOK")
         sys.stdout.flush()
