@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from tests.e2e.stack import cmdline
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -43,14 +45,6 @@ def memory_kib(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, pss
-
-
-def cmdline(pid: int) -> str:
-    """The command line of `pid` ("" once it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
 
 
 def role(pid: int) -> str:
