@@ -263,8 +263,8 @@ BREAKAGES = (
         (
             replace(
                 COMPOSE,
-                '- "${HTTP_PORT}:${HTTP_PORT}"',
-                '- "${HTTP_PORT}:${HTTP_PORT}"\n      - "8443:443"',
+                '- "${PUBLISH_ADDRESS}:${HTTP_PORT}:${HTTP_PORT}"',
+                '- "${PUBLISH_ADDRESS}:${HTTP_PORT}:${HTTP_PORT}"\n      - "8443:443"',
             ),
         ),
     ),

@@ -38,6 +38,8 @@ REQUIRED_FILES = (COMPOSE, ENV_EXAMPLE, NGINX_TEMPLATE, SETTINGS, ROUTING)
 NGINX_TEMPLATE_DIR = "/etc/nginx/templates"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 REDIS_DEFAULT_PORT = 6379
+# Variables compose defines itself for ${...} in compose.yaml (not read from .env).
+COMPOSE_BUILTINS = {"COMPOSE_PROJECT_NAME"}
 # Files a command names, recognised by their suffix.
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
@@ -938,7 +940,7 @@ def undefined(project: Project, names: set[str]) -> list[str]:
 def check_compose_variables(project: Project) -> Iterator[Problem]:
     """stack.E011: every ${VAR} in compose.yaml is defined in .env.example."""
     names = {n for text in iter_strings(project.compose_raw) for n in compose_variable_names(text)}
-    for name in undefined(project, names):
+    for name in undefined(project, names - COMPOSE_BUILTINS):
         yield Problem(
             "stack.E011",
             (COMPOSE, ENV_EXAMPLE),

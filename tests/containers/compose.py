@@ -1,0 +1,314 @@
+"""Drive a baked project with the real `docker compose`, the way its users run it.
+
+The project's files are used unchanged; the only edits are to its `.env`, as a user would make
+them: nginx's port is a free one, published on 127.0.0.1 only (PUBLISH_ADDRESS), so the test
+stack faces nobody but this machine. Each stack gets its own compose project name, so its
+containers, network, volumes and image are its own and `down` removes them all.
+
+A `ComposeStack` has the attributes the full-stack clients use (`http_port`, `domain`,
+`origin`), so tests/e2e/clients.py drives it exactly as it drives the native stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tests.e2e.stack import LOOPBACK, free_ports, read_dotenv
+
+COMMAND_TIMEOUT = 900.0
+# `up --wait` on a built image must be healthy within this (measured here: about 18 s).
+UP_TIMEOUT = 120
+# Compose 2.26 starts log lines with a clear-line escape even with --no-color and no terminal.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+# Run inside a container with `python -`: which Daphne process holds how many client connections.
+# {pid: count of ESTABLISHED TCP sockets whose local port is ASGI_PORT}, as JSON on stdout.
+DAPHNE_CONNECTIONS = r"""
+import json, os, sys
+port = int(sys.argv[1])
+wanted = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        lines = open(table).read().splitlines()[1:]
+    except OSError:
+        continue
+    for line in lines:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            wanted.add(fields[9])
+held = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    if not any(part.endswith(b"daphne") for part in argv[:2]):
+        continue
+    count = 0
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in wanted:
+            count += 1
+    held[pid] = count
+print(json.dumps(held))
+"""
+
+
+def seconds_between(started: str, finished: str) -> float:
+    """Seconds between two of Docker's RFC 3339 timestamps (nanoseconds cut to microseconds)."""
+
+    def parse(stamp: str) -> datetime:
+        stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00")
+        return datetime.fromisoformat(stamp)
+
+    return (parse(finished) - parse(started)).total_seconds()
+
+
+class ComposeError(RuntimeError):
+    """A compose command failed; the message holds its output."""
+
+
+def compose_cli() -> list[str] | None:
+    """How to call Compose v2 here: the `docker compose` plugin, else a standalone v2 binary."""
+    for argv in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(argv[0]) is None:
+            continue
+        result = subprocess.run(  # noqa: S603 - fixed argv
+            [*argv, "version", "--short"], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0 and result.stdout.strip().lstrip("v").startswith("2"):
+            return argv
+    return None
+
+
+def engine_reachable() -> bool:
+    """True when a Docker engine answers the docker CLI."""
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def set_env_values(path: Path, values: dict[str, str]) -> None:
+    """Change KEY=VALUE lines of a dotenv file in place (each key must already be there)."""
+    text = path.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text, count = re.subn(rf"(?m)^{re.escape(key)}=.*$", f"{key}={value}", text)
+        if count != 1:
+            raise ComposeError(f"{path}: expected one {key}= line, found {count}")
+    path.write_text(text, encoding="utf-8")
+
+
+class ComposeStack:
+    """A baked project run by `docker compose -p <name>` from its own folder."""
+
+    def __init__(self, project: Path, name: str, cli: list[str], scale: list[str]) -> None:
+        self.project = project
+        self.name = name
+        self.cli = cli
+        self.scale = scale  # `--scale SERVICE=N` options that every `up` repeats
+        (self.http_port,) = free_ports(1)
+        set_env_values(
+            project / ".env", {"HTTP_PORT": str(self.http_port), "PUBLISH_ADDRESS": LOOPBACK}
+        )
+        self.env = read_dotenv(project / ".env")
+        self.domain = self.env["NGINX_SERVER_NAME"]
+        self.phases: dict[str, float] = {}  # seconds per phase, for the report
+
+    @property
+    def origin(self) -> str:
+        """The Origin a browser on this site sends."""
+        return f"http://{self.domain}:{self.http_port}"
+
+    @property
+    def process_manager(self) -> str:
+        return "supervisor" if "app" in self.services() else "compose"
+
+    @property
+    def wsgi_service(self) -> str:
+        return "app" if self.process_manager == "supervisor" else "wsgi"
+
+    @property
+    def asgi_service(self) -> str:
+        return "app" if self.process_manager == "supervisor" else "asgi"
+
+    @property
+    def image(self) -> str:
+        """The project's own image (compose.yaml names it after the compose project)."""
+        return f"{self.name}-app"
+
+    # Running compose ---------------------------------------------------------------------------
+
+    def compose(
+        self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True, stdin: str = ""
+    ) -> subprocess.CompletedProcess:
+        """Run `docker compose -p NAME ARGS` in the project folder; raise on failure."""
+        argv = [*self.cli, "-p", self.name, *args]
+        result = subprocess.run(  # noqa: S603 - argv built here
+            argv,
+            cwd=self.project,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise ComposeError(
+                f"{' '.join(argv)} exited {result.returncode}\n{result.stdout[-4000:]}"
+                f"\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def services(self) -> dict[str, dict]:
+        """compose.yaml's services as compose itself resolves them (`config --format json`)."""
+        if not hasattr(self, "_services"):
+            config = json.loads(self.compose("config", "--format", "json").stdout)
+            self._services = config["services"]
+        return self._services
+
+    def build(self) -> float:
+        """`build` the project's image; return the seconds it took."""
+        started = time.monotonic()
+        self.compose("build")
+        return round(time.monotonic() - started, 1)
+
+    def up(self, wait_timeout: int = UP_TIMEOUT) -> float:
+        """`up --build --detach --wait` (with the stack's scale); return the seconds it took."""
+        started = time.monotonic()
+        self.compose(
+            "up",
+            "--build",
+            "--detach",
+            "--wait",
+            "--wait-timeout",
+            str(wait_timeout),
+            *self.scale,
+            timeout=wait_timeout + COMMAND_TIMEOUT,
+        )
+        return round(time.monotonic() - started, 1)
+
+    def down(self) -> None:
+        """Remove containers, network, volumes and the project's image."""
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
+        subprocess.run(
+            ["docker", "image", "rm", "--force", self.image],  # noqa: S607
+            capture_output=True,
+            check=False,
+        )
+
+    def inspect_image(self, template: str) -> str:
+        """`docker image inspect --format TEMPLATE` of the project's image."""
+        result = subprocess.run(
+            ["docker", "image", "inspect", "--format", template, self.image],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def containers(self, *, all_states: bool = True) -> list[dict]:
+        """`docker inspect` of every container of the project (stopped ones too)."""
+        args = ["ps", "--quiet"] + (["--all"] if all_states else [])
+        ids = self.compose(*args).stdout.split()
+        if not ids:
+            return []
+        result = subprocess.run(
+            ["docker", "inspect", *ids],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(result.stdout)
+
+    def containers_of(self, service: str) -> list[dict]:
+        """The inspected containers of one service, by replica number."""
+        found = [
+            container
+            for container in self.containers()
+            if container["Config"]["Labels"].get("com.docker.compose.service") == service
+        ]
+        return sorted(
+            found, key=lambda c: int(c["Config"]["Labels"]["com.docker.compose.container-number"])
+        )
+
+    def exec(
+        self, service: str, *argv: str, index: int = 1, user: str | None = None, stdin: str = ""
+    ) -> subprocess.CompletedProcess:
+        """Run `argv` in a running container of `service` (no TTY)."""
+        options = ["-T", "--index", str(index)] + (["--user", user] if user else [])
+        return self.compose("exec", *options, service, *argv, stdin=stdin, timeout=120)
+
+    def logs(self, service: str) -> str:
+        """Everything the service's containers wrote, without compose's line prefixes."""
+        return ANSI_ESCAPE.sub(
+            "", self.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+        )
+
+    def logs_by_container(self, service: str) -> dict[str, list[str]]:
+        """The service's log lines, keyed by container name (compose's `name  | ` prefix)."""
+        lines: dict[str, list[str]] = {}
+        output = ANSI_ESCAPE.sub("", self.compose("logs", "--no-color", service).stdout)
+        for line in output.splitlines():
+            name, separator, text = line.partition("|")
+            if separator:
+                lines.setdefault(name.strip(), []).append(text.removeprefix(" "))
+        return lines
+
+    def daphne_connections(self) -> dict[tuple[int, int], int]:
+        """{(replica, pid): client connections it holds} for every Daphne of the stack."""
+        held = {}
+        for container in self.containers_of(self.asgi_service):
+            if not container["State"]["Running"]:
+                continue
+            index = int(container["Config"]["Labels"]["com.docker.compose.container-number"])
+            result = self.exec(
+                self.asgi_service,
+                "python",
+                "-",
+                self.env["ASGI_PORT"],
+                index=index,
+                stdin=DAPHNE_CONNECTIONS,
+            )
+            for pid, count in json.loads(result.stdout).items():
+                held[(index, int(pid))] = count
+        return held
+
+    def gateway(self) -> str:
+        """The address nginx sees a host client come from: the project network's gateway."""
+        network = f"{self.name}_default"
+        result = subprocess.run(
+            [  # noqa: S607
+                "docker",
+                "network",
+                "inspect",
+                network,
+                "--format",
+                "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def log_dump(self) -> str:
+        """The tail of every service's log, for a failure report."""
+        return ANSI_ESCAPE.sub(
+            "", self.compose("logs", "--no-color", "--tail", "60", check=False).stdout
+        )
