@@ -147,6 +147,22 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def round_trip(stack: Stack, room: str, text: str, timeout: float) -> bool:
+    """Two fresh clients in `room`: True when one's message reaches both within `timeout`."""
+    try:
+        first, second = await join(stack, room), await join(stack, room)
+    except Exception:  # noqa: BLE001 - not serving yet
+        return False
+    try:
+        await first.say(text)
+        await eventually(lambda: first.messages and second.messages, timeout=timeout)
+        return first.messages == second.messages == [text]
+    except (AssertionError, OSError):
+        return False
+    finally:
+        await asyncio.gather(first.close(), second.close(), return_exceptions=True)
+
+
 # --- The room page in a browser ------------------------------------------------------------------
 
 # Every state #connection-state shows, in order (room.js sets data-state on each change).

@@ -23,6 +23,7 @@ from tests.e2e.clients import (
     open_room_page,
     page_messages,
     page_state,
+    round_trip,
     type_message,
     wait_for_page,
 )
@@ -48,22 +49,6 @@ def supervisor_program(stack: Stack, program: str) -> configparser.SectionProxy:
 def unique(prefix: str) -> str:
     """A room name no other test uses."""
     return f"{prefix}-{uuid4().hex[:8]}"
-
-
-async def round_trip(stack: Stack, room: str, text: str, timeout: float) -> bool:
-    """Two fresh clients in `room`: True when one's message reaches both within `timeout`."""
-    try:
-        first, second = await join(stack, room), await join(stack, room)
-    except Exception:  # noqa: BLE001 - not serving yet
-        return False
-    try:
-        await first.say(text)
-        await eventually(lambda: first.messages and second.messages, timeout=timeout)
-        return first.messages == second.messages == [text]
-    except (AssertionError, OSError):
-        return False
-    finally:
-        await asyncio.gather(first.close(), second.close(), return_exceptions=True)
 
 
 @pytest.mark.e2e
