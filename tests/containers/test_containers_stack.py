@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import re
+import subprocess
+import sys
 from uuid import uuid4
 
 import pytest
+import yaml
 from websockets.exceptions import InvalidStatus
 
 from tests.containers.compose import UP_TIMEOUT, ComposeStack, seconds_between
@@ -213,3 +217,33 @@ def test_fresh_volumes_are_writable_by_the_app_user(compose_stack: ComposeStack)
         mount["Destination"]: mount["Type"] for mount in stack.containers_of(service)[0]["Mounts"]
     }
     assert mounts[stack.env["DJANGO_STATIC_ROOT"]] == "volume"
+
+
+def test_ci_smoke_step_passes_and_can_fail(compose_stack: ComposeStack) -> None:
+    """The generated CI's compose job smoke-tests the stack; run that very step here."""
+    workflow = yaml.safe_load(
+        (compose_stack.project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+    )
+    (step,) = [s for s in workflow["jobs"]["compose"]["steps"] if "smoke" in s.get("name", "")]
+    passed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", step["run"]],  # noqa: S607 - the workflow's own step
+        cwd=compose_stack.project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "ok  websocket round trip" in passed.stdout
+    # The same script against a host name nginx does not serve: it must say so and fail.
+    failed = subprocess.run(
+        [sys.executable, "deploy/smoke.py", "--port", str(compose_stack.http_port)],
+        cwd=compose_stack.project,
+        env={"PATH": os.environ["PATH"], "NGINX_SERVER_NAME": "evil.example"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert "FAILED" in failed.stderr
