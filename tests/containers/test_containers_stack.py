@@ -224,7 +224,9 @@ def test_ci_smoke_step_passes_and_can_fail(compose_stack: ComposeStack) -> None:
     workflow = yaml.safe_load(
         (compose_stack.project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
     )
-    (step,) = [s for s in workflow["jobs"]["compose"]["steps"] if "smoke" in s.get("name", "")]
+    (step,) = [
+        s for s in workflow["jobs"]["compose"]["steps"] if "deploy/smoke.py" in s.get("run", "")
+    ]
     passed = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", step["run"]],  # noqa: S607 - the workflow's own step
         cwd=compose_stack.project,
