@@ -1,8 +1,9 @@
 """Static validation of the deploy files of every process-manager choice, with the real tools.
 
-Docker cannot run here, so compose.yaml is checked by the real Compose v2 parser and the
-Compose Specification schema; the Dockerfile by hadolint; uWSGI and supervisord parse their own
-configs; Django runs its deployment checks with production-like settings.
+Cheap checks over every choice, before anything runs: compose.yaml by the real Compose v2 parser
+and the Compose Specification schema; the Dockerfile by hadolint; uWSGI and supervisord parse their
+own configs; Django runs its deployment checks with production-like settings. (tests/containers/
+then runs the files on a real Docker engine, once per process manager.)
 """
 
 import os

@@ -1,8 +1,10 @@
 """Run a baked project's own deploy files natively: the full-stack tests' harness.
 
-Docker cannot run on the test machines, so this module runs what compose.yaml describes with the
-very same files: each service's `command:` from compose.yaml (with `${VAR}` taken from the baked
-.env), deploy/supervisor/supervisord.conf or deploy/uwsgi.ini through those commands, and the nginx
+tests/containers/ runs the project under the real `docker compose`; this module runs what
+compose.yaml describes natively, where a fault can be injected into one process, a browser drives
+the page and a benchmark reads every server's CPU. It uses the very same files: each service's
+`command:` from compose.yaml (with `${VAR}` taken from the baked .env),
+deploy/supervisor/supervisord.conf or deploy/uwsgi.ini through those commands, and the nginx
 template rendered with envsubst the way the official nginx image renders it. What differs from
 compose is only where things live: every host is 127.0.0.1, every port a free one, every container
 path a folder under the test's tmp directory (DESIGN.md, "One config, two runtimes").
