@@ -20,15 +20,25 @@ from websockets.exceptions import InvalidStatus
 
 from tests.containers.compose import UP_TIMEOUT, ComposeStack, seconds_between
 from tests.containers.conftest import report
-from tests.e2e.clients import ChatClient, eventually, http_get, join, open_ws, room_path
+from tests.e2e.clients import (
+    UWSGI_REQUEST,
+    ChatClient,
+    PageParser,
+    eventually,
+    http_get,
+    join,
+    open_ws,
+    room_path,
+)
 from tests.e2e.stack import LOOPBACK
-from tests.e2e.test_http import UWSGI_REQUEST, PageParser
 
 APP_UID = "10001"
 # Daphne's access log: `ADDRESS:PORT - - [date] "WSCONNECT /ws/chat/room/" - -`.
 DAPHNE_CONNECT = re.compile(r'^(?P<peer>\S+):\d+ - - \[[^]]+\] "WSCONNECT (?P<path>\S+)"', re.M)
 # Clients opened, at most, to find two Daphne processes that each hold some.
 MAX_CLIENTS = 40
+# Time a duplicate or a stray message would need to show up after the expected ones arrived.
+QUIET_SECONDS = 0.5
 
 
 def unique(prefix: str) -> str:
@@ -110,33 +120,36 @@ def test_hashed_static_file_has_cache_headers(compose_stack: ComposeStack) -> No
 
 
 def test_room_fans_out_across_two_daphne_processes(compose_stack: ComposeStack) -> None:
+    """Clients of one room held by different Daphne processes (supervisor: two processes in the
+    app container; compose: two asgi replicas) each get every message exactly once."""
     stack = compose_stack
-    port = int(stack.env["ASGI_PORT"])
-    assert port
 
     async def scenario() -> None:
         room = unique("spread")
         clients: list[ChatClient] = []
+        serving: list[tuple[int, int]] = []  # serving[i]: the (replica, pid) holding clients[i]
+        held = stack.daphne_connections()
         try:
-            holders = {}
-            while len(clients) < MAX_CLIENTS:
+            while len(set(serving)) < 2 or len(clients) < 4:
+                assert len(clients) < MAX_CLIENTS, f"{MAX_CLIENTS} clients all on {set(serving)}"
                 clients.append(await join(stack, room))
-                holders = {key: n for key, n in stack.daphne_connections().items() if n}
-                if len(holders) >= 2 and len(clients) >= 2:
-                    break
-            assert len(holders) >= 2, f"every client landed on one Daphne: {holders}"
-            await clients[0].say("across processes")
-            await clients[-1].say("and back")
-            await eventually(
-                lambda: all(len(client.messages) == 2 for client in clients),
-                what=lambda: str([client.messages for client in clients]),
-            )
-            assert all(
-                sorted(client.messages) == ["across processes", "and back"] for client in clients
-            )
+                now = stack.daphne_connections()
+                gained = [key for key in now if now[key] - held.get(key, 0)]
+                assert len(gained) == 1, f"new connection on {gained}: {now}"
+                serving.append(gained[0])
+                held = now
+            # One message from a client of each process: every member gets each, once.
+            senders = {key: clients[serving.index(key)] for key in set(serving)}
+            texts = sorted(f"from daphne {key}" for key in senders)
+            for key, sender in senders.items():
+                await sender.say(f"from daphne {key}")
+            await eventually(lambda: all(len(c.messages) >= len(texts) for c in clients))
+            await asyncio.sleep(QUIET_SECONDS)
+            received = {index: sorted(client.messages) for index, client in enumerate(clients)}
+            assert received == dict.fromkeys(range(len(clients)), texts), serving
             report(
                 f"{stack.process_manager}: fan-out to {len(clients)} sockets held by "
-                f"{len(holders)} Daphne processes (replica, pid): {sorted(holders)}"
+                f"{len(set(serving))} Daphne processes (replica, pid): {sorted(set(serving))}"
             )
         finally:
             await asyncio.gather(*(client.close() for client in clients))

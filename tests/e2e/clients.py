@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 import time
 from collections.abc import Callable
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -29,6 +31,41 @@ if TYPE_CHECKING:
     from tests.e2e.stack import Stack
 
 RECEIVE_TIMEOUT = 10.0
+
+# uwsgi.ini's log-format: `uwsgi worker=%(wid) pid=%(pid) %(addr) "%(method) %(uri) %(proto)" ...`
+UWSGI_REQUEST = re.compile(
+    r'^uwsgi worker=(?P<worker>\d+) pid=(?P<pid>\d+) \S+ "(?P<method>\S+) (?P<uri>\S+) [^"]*" '
+    r"(?P<status>\d{3}) ",
+    re.MULTILINE,
+)
+
+
+class PageParser(HTMLParser):
+    """Collects element ids and the text of <script id=...> elements (json_script)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.scripts: dict[str, str] = {}
+        self.script_sources: list[str] = []
+        self._script_id: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.add(attributes["id"])
+        if tag == "script":
+            self._script_id = attributes.get("id")
+            if attributes.get("src"):
+                self.script_sources.append(attributes["src"])
+
+    def handle_data(self, data: str) -> None:
+        if self._script_id:
+            self.scripts[self._script_id] = self.scripts.get(self._script_id, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script_id = None
 
 
 def http_get(stack: Stack, path: str, *, host: str | None = None) -> tuple[int, dict, bytes]:

@@ -111,13 +111,3 @@ def test_bad_room_name_is_refused_clearly(stack: Stack, room: str) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
     # The server closed the socket: nginx logs autobahn's reset (see NGINX_UPSTREAM_RESET).
     assert stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET) == []
-
-
-@pytest.mark.e2e
-def test_foreign_origin_is_refused(stack: Stack) -> None:
-    async def scenario() -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            await open_ws(stack, room_path("lobby"), origin="http://evil.example")
-        assert refused.value.response.status_code == 403
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))

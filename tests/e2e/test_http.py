@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-from html.parser import HTMLParser
 
 import pytest
 
-from tests.e2e.clients import http_get
+from tests.e2e.clients import UWSGI_REQUEST, PageParser, http_get
 from tests.e2e.stack import Stack, wait_until
-
-# uwsgi.ini's log-format: `uwsgi worker=%(wid) pid=%(pid) %(addr) "%(method) %(uri) %(proto)" ...`
-UWSGI_REQUEST = re.compile(
-    r'^uwsgi worker=(?P<worker>\d+) pid=(?P<pid>\d+) \S+ "(?P<method>\S+) (?P<uri>\S+) [^"]*" '
-    r"(?P<status>\d{3}) ",
-    re.MULTILINE,
-)
-
-
-class PageParser(HTMLParser):
-    """Collects element ids and the text of <script id=...> elements (json_script)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: set[str] = set()
-        self.scripts: dict[str, str] = {}
-        self.script_sources: list[str] = []
-        self._script_id: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if attributes.get("id"):
-            self.ids.add(attributes["id"])
-        if tag == "script":
-            self._script_id = attributes.get("id")
-            if attributes.get("src"):
-                self.script_sources.append(attributes["src"])
-
-    def handle_data(self, data: str) -> None:
-        if self._script_id:
-            self.scripts[self._script_id] = self.scripts.get(self._script_id, "") + data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script":
-            self._script_id = None
 
 
 def uwsgi_requests(stack: Stack, offset: int) -> list[dict]:
@@ -92,10 +55,3 @@ def test_static_file_is_served_by_nginx_from_the_collected_folder(stack: Stack) 
     assert "max-age=604800" in headers["Cache-Control"]
     wait_until(lambda: uwsgi_requests(stack, offset), timeout=5, what="the page's log line")
     assert [r["uri"] for r in uwsgi_requests(stack, offset)] == ["/chat/lobby/"]
-
-
-@pytest.mark.e2e
-def test_unknown_host_gets_no_answer(stack: Stack) -> None:
-    # nginx's default server closes the connection (444): Daphne and uWSGI never see the request.
-    with pytest.raises(http.client.RemoteDisconnected):
-        http_get(stack, "/chat/lobby/", host=f"evil.example:{stack.http_port}")
