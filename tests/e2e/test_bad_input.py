@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from uuid import uuid4
 
 import pytest
@@ -27,7 +28,11 @@ BAD_FRAMES: dict[str, str | bytes] = {
     "blank-message": json.dumps({"message": "   "}),
     "one-megabyte": BIG_FRAME,
     "binary": b"\x00\xffnot text",
+    # 10 KB that nests past the JSON parser's recursion limit.
+    "nested-5000": "[" * 5000 + "]" * 5000,
 }
+# Sockets that each send a crashing frame in their own room, then leave: none may stay subscribed.
+LEAK_PROBES = 50
 BAD_ROOMS = {
     "slash": "a/b",
     "dot-dot": "..",
@@ -111,3 +116,38 @@ def test_bad_room_name_is_refused_clearly(stack: Stack, room: str) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
     # The server closed the socket: nginx logs autobahn's reset (see NGINX_UPSTREAM_RESET).
     assert stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET) == []
+
+
+def redis_subscriptions(stack: Stack) -> int:
+    """How many pub/sub channels Redis has subscribers for (the pub/sub layer's groups and
+    consumer channels), or, under the core layer, how many group keys exist."""
+    argv = ["redis-cli", "-p", str(stack.redis_port)]
+    channels = subprocess.run(  # noqa: S603 - fixed argv
+        [*argv, "PUBSUB", "CHANNELS", "*"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    keys = subprocess.run(  # noqa: S603 - fixed argv
+        [*argv, "--scan", "--pattern", "*group*"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return len(channels) + len(keys)
+
+
+@pytest.mark.e2e
+def test_sockets_that_sent_crashing_frames_leave_nothing_in_redis(stack: Stack) -> None:
+    sizes = stack.log_sizes()
+    before = redis_subscriptions(stack)
+
+    async def scenario() -> None:
+        for _ in range(LEAK_PROBES):
+            client = await join(stack, unique("leak"))
+            await client.websocket.send(BAD_FRAMES["nested-5000"])
+            await eventually(lambda client=client: client.errors, what="the error frame")
+            assert "nested too deeply" in client.errors[0]
+            await client.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+    def settled() -> bool:
+        return redis_subscriptions(stack) <= before
+
+    asyncio.run(eventually(settled, what=lambda: f"{redis_subscriptions(stack)} > {before}"))
+    assert stack.errors_since(sizes) == []

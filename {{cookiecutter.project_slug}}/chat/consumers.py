@@ -36,6 +36,8 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> str:
         payload = json.loads(text_data)
     except ValueError:
         raise FrameError('frame is not valid JSON: send {"message": "..."}') from None
+    except RecursionError:  # "[" * 5000 fits the size limit and nests past the parser's stack
+        raise FrameError('frame is nested too deeply: send {"message": "..."}') from None
     if not isinstance(payload, dict):
         raise FrameError('frame must be a JSON object with a "message" field')
     if "message" not in payload:
@@ -62,8 +64,45 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Leave the room's group."""
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_group()
+
+    async def leave_group(self) -> None:
+        """Leave the room's group once, however the socket ended; never raises.
+
+        A consumer that stays in its group after it is gone leaks a Redis subscription (pub/sub
+        layer) or a queue that fills until expiry (core layer), for every socket that ends so.
+        """
+        group, self.group = getattr(self, "group", None), None
+        if group is None:
+            return
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as error:  # noqa: BLE001 - the socket is gone whatever Redis says
+            logger.warning("could not leave %s: %s: %s", group, type(error).__name__, error)
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Run the consumer; whatever ends it (a close, an error, a cancelled task), leave the
+        room's group on the way out."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.leave_group()
+
+    async def websocket_receive(self, message: dict) -> None:
+        """Handle one client frame; an unexpected error answers that client and logs one line.
+
+        No frame may end the consumer: an exception here would close the socket with 1011 and
+        log a traceback per frame, which any client could repeat in a loop.
+        """
+        try:
+            await super().websocket_receive(message)
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            logger.warning(
+                "frame on %s not handled: %s: %s", self.channel_name, type(error).__name__, error
+            )
+            await self.send_json(
+                {"type": "error", "error": "the server could not handle that frame; try again"}
+            )
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Broadcast a valid frame to the room; answer a bad one with an error frame."""

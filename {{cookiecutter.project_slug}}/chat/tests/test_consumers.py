@@ -1,11 +1,14 @@
 """The chat consumer through the whole ASGI stack (origin check, auth, routing), in memory."""
 
 import json
+import logging
 
 import pytest
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from chat.consumers import MAX_MESSAGE_CHARS
+from chat.consumers import MAX_MESSAGE_CHARS, ChatConsumer
+from chat.rooms import group_name
 from chat.tests.conftest import ORIGIN, connected
 from config.asgi import application
 
@@ -41,6 +44,12 @@ BAD_FRAMES = [
         id="too-long",
     ),
     pytest.param({"text_data": "x" * 1_000_000}, "too large", id="one-megabyte"),
+    pytest.param({"text_data": "[" * 5000 + "]" * 5000}, "nested too deeply", id="nested-5000"),
+    pytest.param(
+        {"text_data": '{"message": ' + "[" * 5000 + "]" * 5000 + "}"},
+        "nested too deeply",
+        id="nested-message",
+    ),
     pytest.param({"bytes_data": b"\x00\x01"}, "binary", id="binary"),
 ]
 
@@ -98,3 +107,48 @@ async def test_bad_room_name_gets_an_error_and_is_closed(path: str) -> None:
     assert reply["type"] == "error"
     assert "room names are" in reply["error"]
     assert (await communicator.receive_output())["code"] == 4404
+
+
+async def test_unexpected_error_answers_the_client_and_logs_one_line(monkeypatch, caplog) -> None:
+    """A frame whose handling fails unexpectedly (here: the layer refuses the broadcast) gets an
+    error frame, one warning line without a traceback, and the socket stays usable."""
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+    failures = iter([ConnectionError("layer unavailable")])
+
+    async def group_send_failing_once(group: str, message: dict) -> None:
+        for error in failures:
+            raise error
+        await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send_failing_once)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": "lost"}))
+        reply = await client.receive_json_from()
+        assert reply["type"] == "error"
+        assert "could not handle" in reply["error"]
+        await client.send_to(text_data=json.dumps({"message": "still here"}))
+        assert (await client.receive_json_from())["message"] == "still here"
+    records = [r for r in caplog.records if r.name == "chat.consumers"]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
+    assert "ConnectionError: layer unavailable" in records[0].getMessage()
+
+
+async def test_a_consumer_that_dies_leaves_its_group(monkeypatch) -> None:
+    """Whatever ends a consumer, it leaves its room's group (a stale member leaks a Redis
+    subscription per socket). Here delivering a broadcast fails and ends the consumer."""
+
+    async def broken_delivery(self, event: dict) -> None:
+        raise RuntimeError("delivery failed")
+
+    monkeypatch.setattr(ChatConsumer, "chat_message", broken_delivery)
+    layer = get_channel_layer()
+    communicator = WebsocketCommunicator(application, "/ws/chat/doomed/", headers=[ORIGIN])
+    accepted, _ = await communicator.connect()
+    assert accepted
+    assert layer.groups.get(group_name("doomed"))
+    await communicator.send_to(text_data=json.dumps({"message": "boom"}))
+    with pytest.raises(RuntimeError, match="delivery failed"):
+        await communicator.wait(timeout=2)
+    assert not layer.groups.get(group_name("doomed"))
