@@ -303,6 +303,22 @@ BREAKAGES = (
         (replace(UWSGI, "socket = $(LISTEN_HOST):", "socket = 127.0.0.1:"),),
     ),
     Breakage(
+        "uwsgi-buffer-smaller-than-nginx-headers",
+        COMPOSE_PM,
+        "stack.E053",
+        (replace(UWSGI, "buffer-size = 65535", "buffer-size = 8192"),),
+    ),
+    Breakage(
+        "nginx-headers-larger-than-uwsgi-buffer",
+        SUPERVISOR,
+        "stack.E053",
+        (
+            replace(
+                NGINX, "large_client_header_buffers 4 8k;", "large_client_header_buffers 8 16k;"
+            ),
+        ),
+    ),
+    Breakage(
         "healthcheck-probes-unbound-port",
         SUPERVISOR,
         "stack.E002",

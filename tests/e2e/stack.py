@@ -32,6 +32,8 @@ STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
 # What the official nginx image does at start: render /etc/nginx/templates/*.template into conf.d.
 NGINX_MIME_TYPES = "/etc/nginx/mime.types"
+IMAGE_UWSGI_PARAMS = "/etc/nginx/uwsgi_params"
+OFFICIAL_UWSGI_PARAMS = Path(__file__).parent / "nginx" / "uwsgi_params"
 # The compose `${NAME}`, `${NAME:-default}` and `${NAME-default}` forms, and `$$` for a literal `$`.
 COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -669,6 +671,8 @@ class Stack:
                 env=env,
                 check=True,
             ).stdout
+            # The official image's uwsgi_params, not this machine's (tests/e2e/nginx/uwsgi_params).
+            rendered = rendered.replace(IMAGE_UWSGI_PARAMS, str(OFFICIAL_UWSGI_PARAMS))
             (conf_d / template.name.removesuffix(".template")).write_text(rendered)
         temp = root / "temp"
         temp.mkdir(exist_ok=True)

@@ -1,14 +1,16 @@
-"""Pages through nginx come from uWSGI; /static/ comes from the collected folder, not uWSGI."""
+"""Pages through nginx come from uWSGI; /static/ comes from the collected folder, not uWSGI; what
+a client controls in a request (Host, header sizes) never turns into an error."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 
 import pytest
 
 from tests.e2e.clients import UWSGI_REQUEST, PageParser, http_get
-from tests.e2e.stack import Stack, wait_until
+from tests.e2e.stack import LOOPBACK, Stack, wait_until
 
 
 def uwsgi_requests(stack: Stack, offset: int) -> list[dict]:
@@ -55,3 +57,50 @@ def test_static_file_is_served_by_nginx_from_the_collected_folder(stack: Stack) 
     assert "max-age=604800" in headers["Cache-Control"]
     wait_until(lambda: uwsgi_requests(stack, offset), timeout=5, what="the page's log line")
     assert [r["uri"] for r in uwsgi_requests(stack, offset)] == ["/chat/lobby/"]
+
+
+# Host headers a client controls: nginx's $host reduces each to a name it serves or drops the
+# request; the raw value must never reach Django (which logs an ERROR for a host it refuses).
+HOSTILE_HOSTS = {
+    "port-is-a-word": ("/chat/lobby/", "{domain}:evil"),
+    "userinfo": ("/chat/lobby/", "{domain}:80@evil.example"),
+    "two-ports": ("/chat/lobby/", "{domain}:8000:1"),
+    "absolute-uri-foreign-host": ("http://{domain}/chat/lobby/", "evil.example"),
+    "absolute-uri-foreign-target": ("http://evil.example/chat/lobby/", "{domain}"),
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("target", "host"), HOSTILE_HOSTS.values(), ids=HOSTILE_HOSTS.keys())
+def test_hostile_host_never_reaches_django(stack: Stack, target: str, host: str) -> None:
+    sizes = stack.log_sizes()
+    connection = http.client.HTTPConnection(LOOPBACK, stack.http_port, timeout=10)
+    try:
+        connection.request(
+            "GET",
+            target.format(domain=stack.domain),
+            headers={"Host": host.format(domain=stack.domain)},
+        )
+        status = connection.getresponse().status
+    except http.client.RemoteDisconnected:
+        status = 444  # nginx closed the connection without an answer
+    finally:
+        connection.close()
+    assert status in (200, 444)
+    assert stack.errors_since(sizes) == []
+
+
+@pytest.mark.e2e
+def test_requests_with_every_header_nginx_accepts_reach_the_page(stack: Stack) -> None:
+    """Three 7 KB cookies (21 KB of headers, inside nginx's 4 x 8k) pass uWSGI's buffer."""
+    cookies = [f"c{n}=" + "v" * 7000 for n in range(3)]
+    connection = http.client.HTTPConnection(LOOPBACK, stack.http_port, timeout=10)
+    try:
+        connection.putrequest("GET", "/chat/lobby/", skip_host=True)
+        connection.putheader("Host", f"{stack.domain}:{stack.http_port}")
+        for cookie in cookies:
+            connection.putheader("Cookie", cookie)
+        connection.endheaders()
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()

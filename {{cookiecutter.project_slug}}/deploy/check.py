@@ -40,6 +40,12 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 REDIS_DEFAULT_PORT = 6379
 # Variables compose defines itself for ${...} in compose.yaml (not read from .env).
 COMPOSE_BUILTINS = {"COMPOSE_PROJECT_NAME"}
+# Request headers: nginx's limit and default, what it adds to them for uWSGI, uWSGI's buffer.
+NGINX_HEADER_LIMIT = "large_client_header_buffers"
+NGINX_DEFAULT_HEADER_BUFFERS = ("4", "8k")
+NGINX_UWSGI_PARAMS_BYTES = 1024
+UWSGI_DEFAULT_BUFFER = 4096
+UWSGI_MAX_PACKET = 65535
 # Files a command names, recognised by their suffix.
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
@@ -1182,6 +1188,47 @@ def check_servers_listen_beyond_loopback(project: Project) -> Iterator[Problem]:
             )
 
 
+def nginx_size(text: str) -> int:
+    """An nginx size (`8k`, `1m`, `512`) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([kKmM]?)", text).groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024 * 1024}[unit.lower()]
+
+
+def all_directives(node: Directive) -> Iterator[Directive]:
+    """Every directive below `node`, depth first."""
+    for child in node.children:
+        yield child
+        yield from all_directives(child)
+
+
+def check_uwsgi_buffer_holds_nginx_headers(project: Project) -> Iterator[Problem]:
+    """stack.E053: uWSGI's buffer-size holds every request header set nginx accepts."""
+    path = project.root / UWSGI_INI
+    if not path.is_file():
+        return
+    sizes = [value for key, value in read_uwsgi_ini(path) if key in ("buffer-size", "b")]
+    buffer = int(sizes[-1]) if sizes and sizes[-1].isdigit() else UWSGI_DEFAULT_BUFFER
+    limits = [d.args for d in all_directives(project.nginx) if d.name == NGINX_HEADER_LIMIT]
+    number, size = limits[-1] if limits else NGINX_DEFAULT_HEADER_BUFFERS
+    headers = int(number) * nginx_size(size)
+    needed = headers + NGINX_UWSGI_PARAMS_BYTES
+    if needed > UWSGI_MAX_PACKET:
+        yield Problem(
+            "stack.E053",
+            (NGINX_TEMPLATE, UWSGI_INI),
+            f"nginx passes up to {number} x {size} of request headers ({NGINX_HEADER_LIMIT}), "
+            f"more than a uwsgi packet holds ({UWSGI_MAX_PACKET} bytes); lower it to 4 8k",
+        )
+    elif buffer < needed:
+        yield Problem(
+            "stack.E053",
+            (UWSGI_INI, NGINX_TEMPLATE),
+            f"uWSGI's buffer-size is {buffer}, but nginx passes up to {number} x {size} of "
+            f"request headers ({NGINX_HEADER_LIMIT}); a request that large gets 502. Set "
+            f"buffer-size = {needed} or more (at most {UWSGI_MAX_PACKET})",
+        )
+
+
 RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_upstream_hosts_are_services,
     check_targeted_ports_are_bound,
@@ -1207,6 +1254,7 @@ RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_services_recover,
     check_uwsgi_stop_signal,
     check_servers_listen_beyond_loopback,
+    check_uwsgi_buffer_holds_nginx_headers,
 )
 
 
