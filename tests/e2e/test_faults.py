@@ -11,6 +11,7 @@ import asyncio
 import configparser
 import os
 import signal
+import threading
 import time
 from uuid import uuid4
 
@@ -140,3 +141,70 @@ def test_killed_uwsgi_worker_is_replaced_and_pages_keep_coming(stack: Stack) -> 
         what=f"uWSGI's master replacing worker {victim}",
     )
     assert replaced
+
+
+# After the uWSGI master dies, pages must come back this soon.
+MASTER_RECOVERY_SECONDS = 5
+
+
+@pytest.mark.e2e
+@pytest.mark.process_managers("supervisor")
+def test_killed_uwsgi_master_under_load_comes_back_without_dropping_websockets(
+    stack: Stack,
+) -> None:
+    """kill -9 of uWSGI's master while pages are being requested: its workers must not outlive
+    it holding the port (supervisor's restarts would fail until it gives up and stops the whole
+    container), pages serve again within seconds, and no WebSocket is dropped."""
+    master, workers = stack.uwsgi_master_and_workers()
+    stop = threading.Event()
+    statuses: list[tuple[float, int]] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                status = http_get(stack, "/chat/lobby/")[0]
+            except OSError:
+                status = 0
+            statuses.append((time.monotonic(), status))
+
+    async def scenario() -> float:
+        room = unique("master")
+        clients = [await join(stack, room) for _ in range(4)]
+        loaders = [threading.Thread(target=load) for _ in range(4)]
+        for thread in loaders:
+            thread.start()
+        try:
+            await asyncio.sleep(1)
+            killed_at = time.monotonic()
+            os.kill(master, signal.SIGKILL)
+            deadline = killed_at + MASTER_RECOVERY_SECONDS + 10
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                recent = [s for t, s in statuses if t > time.monotonic() - 0.5]
+                served_again = [t for t, s in statuses if t > killed_at + 0.2 and s == 200]
+                if served_again and recent and all(s == 200 for s in recent):
+                    break
+            recovered = min(
+                (t for t, s in statuses if t > killed_at and s == 200 and _stays_ok(statuses, t)),
+                default=None,
+            )
+        finally:
+            stop.set()
+            for thread in loaders:
+                thread.join()
+        assert recovered is not None, "pages did not come back"
+        assert not any(client.closed for client in clients), "a WebSocket was dropped"
+        await clients[0].say("still here")
+        await eventually(lambda: all(c.messages == ["still here"] for c in clients))
+        await asyncio.gather(*(client.close() for client in clients))
+        return recovered - killed_at
+
+    seconds = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert seconds <= MASTER_RECOVERY_SECONDS, f"pages came back after {seconds:.1f} s"
+    assert all(not is_alive(pid) for pid in workers), "the old master's workers outlived it"
+    assert stack.uwsgi_master_and_workers()[0] != master
+
+
+def _stays_ok(statuses: list[tuple[float, int]], since: float) -> bool:
+    """True when every request answered at or after `since` got 200."""
+    return all(status == 200 for moment, status in statuses if moment >= since)
