@@ -88,7 +88,11 @@ BREAKAGES = (
         "upstream-host-renamed",
         SUPERVISOR,
         "stack.E001",
-        (replace(NGINX, "server ${WSGI_HOST}:${WSGI_PORT};", "server web:${WSGI_PORT};"),),
+        (
+            replace(
+                NGINX, "$wsgi_address ${WSGI_HOST}:${WSGI_PORT};", "$wsgi_address web:${WSGI_PORT};"
+            ),
+        ),
     ),
     Breakage("asgi-host-not-a-service", COMPOSE_PM, "stack.E001", (set_env("ASGI_HOST", "ws"),)),
     Breakage(
@@ -129,7 +133,11 @@ BREAKAGES = (
         "root-location-proxies-to-daphne",
         SUPERVISOR,
         "stack.E005",
-        (replace(NGINX, "uwsgi_pass wsgi;", "proxy_pass http://asgi;"),),
+        (
+            replace(
+                NGINX, "uwsgi_pass $wsgi_address;", "proxy_pass http://${ASGI_HOST}:${ASGI_PORT};"
+            ),
+        ),
     ),
     Breakage(
         "static-alias-changed",

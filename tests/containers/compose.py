@@ -188,12 +188,15 @@ class ComposeStack:
         self.compose("build")
         return round(time.monotonic() - started, 1)
 
-    def up(self, wait_timeout: int = UP_TIMEOUT) -> float:
-        """`up --build --detach --wait` (with the stack's scale); return the seconds it took."""
+    def up(self, wait_timeout: int = UP_TIMEOUT, *, build: bool = True) -> float:
+        """`up --build --detach --wait` (with the stack's scale); return the seconds it took.
+
+        `build=False` leaves out `--build`: the benchmark times `up` on images already built.
+        """
         started = time.monotonic()
         self.compose(
             "up",
-            "--build",
+            *(["--build"] if build else []),
             "--detach",
             "--wait",
             "--wait-timeout",
@@ -203,9 +206,11 @@ class ComposeStack:
         )
         return round(time.monotonic() - started, 1)
 
-    def down(self) -> None:
-        """Remove containers, network, volumes and the project's image."""
+    def down(self, *, keep_image: bool = False) -> None:
+        """Remove containers, network, volumes and (unless `keep_image`) the project's image."""
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
+        if keep_image:
+            return
         subprocess.run(
             ["docker", "image", "rm", "--force", self.image],  # noqa: S607
             capture_output=True,
@@ -247,12 +252,27 @@ class ComposeStack:
             found, key=lambda c: int(c["Config"]["Labels"]["com.docker.compose.container-number"])
         )
 
+    def container_pids(self) -> dict[str, int]:
+        """{container name: host PID of its main process} of the running containers (State.Pid;
+        as root, the host's /proc shows those processes and their children)."""
+        return {
+            container["Name"].lstrip("/"): container["State"]["Pid"]
+            for container in self.containers(all_states=False)
+            if container["State"]["Running"]
+        }
+
     def exec(
-        self, service: str, *argv: str, index: int = 1, user: str | None = None, stdin: str = ""
+        self,
+        service: str,
+        *argv: str,
+        index: int = 1,
+        user: str | None = None,
+        stdin: str = "",
+        check: bool = True,
     ) -> subprocess.CompletedProcess:
         """Run `argv` in a running container of `service` (no TTY)."""
         options = ["-T", "--index", str(index)] + (["--user", user] if user else [])
-        return self.compose("exec", *options, service, *argv, stdin=stdin, timeout=120)
+        return self.compose("exec", *options, service, *argv, stdin=stdin, timeout=120, check=check)
 
     def logs(self, service: str) -> str:
         """Everything the service's containers wrote, without compose's line prefixes."""
@@ -288,6 +308,46 @@ class ComposeStack:
             for pid, count in json.loads(result.stdout).items():
                 held[(index, int(pid))] = count
         return held
+
+    @property
+    def network(self) -> str:
+        """The project's default network (compose names it after the project)."""
+        return f"{self.name}_default"
+
+    def run_beside(self, *argv: str) -> str:
+        """Start a container of the project's image on its network (not a compose service);
+        return its id. It only exists to occupy something, such as an address."""
+        result = subprocess.run(
+            ["docker", "run", "--detach", "--network", self.network, self.image, *argv],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def container_addresses(self, container: str) -> list[str]:
+        """The addresses a container holds on its networks."""
+        result = subprocess.run(
+            [  # noqa: S607
+                "docker",
+                "inspect",
+                "--format",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                container,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.split()
+
+    def remove_container(self, container: str) -> None:
+        """Remove a container started by `run_beside`."""
+        subprocess.run(
+            ["docker", "rm", "--force", container],  # noqa: S607
+            capture_output=True,
+            check=False,
+        )
 
     def gateway(self) -> str:
         """The address nginx sees a host client come from: the project network's gateway."""

@@ -20,6 +20,8 @@ from tests.e2e.clients import ChatClient, eventually, http_get, join, round_trip
 pytestmark = pytest.mark.containers
 
 RECOVERY_TIMEOUT = 90.0
+# Containers started, at most, to take a stopped server's address.
+SQUATTERS = 8
 
 
 def unique(prefix: str) -> str:
@@ -124,3 +126,49 @@ def test_crashed_server_process_is_restarted(compose_stack: ComposeStack) -> Non
     else:
         assert replica(stack, number)["RestartCount"] == restarts + 1, "Docker restarted it"
     report(f"{stack.process_manager}: Daphne killed (-9): chatting again in {seconds:.1f} s")
+
+
+def address(stack: ComposeStack, service: str) -> str:
+    """The service's (first replica's) address on the project network."""
+    (container, *_) = stack.containers_of(service)
+    return container["NetworkSettings"]["Networks"][stack.network]["IPAddress"]
+
+
+def nginx_healthcheck(stack: ComposeStack) -> int:
+    """Run nginx's own compose healthcheck in its container now; its exit code."""
+    test = stack.services()["nginx"]["healthcheck"]["test"]
+    argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    return stack.exec("nginx", *argv, check=False).returncode
+
+
+def test_server_back_on_another_address_is_followed(compose_stack: ComposeStack) -> None:
+    """The pages' server stops, another container takes its address, the server starts on a new
+    one: nginx must follow (not send every page to the old address), and nginx's healthcheck must
+    fail while it cannot reach the server."""
+    stack = compose_stack
+    service = stack.wsgi_service
+    old = address(stack, service)
+    stack.compose("stop", service)
+    assert nginx_healthcheck(stack) != 0, "nginx reported healthy without its upstream"
+    squatters: list[str] = []
+    try:
+        # Docker hands a freed address to the next container that asks for one.
+        while len(squatters) < SQUATTERS:
+            squatters.append(stack.run_beside("sleep", "600"))
+            if old in stack.container_addresses(squatters[-1]):
+                break
+        else:
+            raise AssertionError(f"no container took {old} back; cannot move {service}")
+        started = time.monotonic()
+        stack.compose("start", service)
+        new = address(stack, service)
+        assert new != old
+        seconds = asyncio.run(wait_until_chatting(stack, started))
+        assert nginx_healthcheck(stack) == 0
+    finally:
+        for squatter in squatters:
+            stack.remove_container(squatter)
+    report(
+        f"{stack.process_manager}: {service} back on {new} (was {old}, now another container's):"
+        f" serving again in {seconds:.1f} s"
+    )

@@ -498,9 +498,12 @@ class Location:
 
     def passes_to(self) -> tuple[str, str] | None:
         """("uwsgi" or "proxy", upstream name or address) when it hands requests on."""
+        # `set $name value;` in the location: the template names its servers through variables.
+        values = {s.args[0][1:]: s.args[1] for s in self.block.find("set") if len(s.args) == 2}
         for directive, kind in (("uwsgi_pass", "uwsgi"), ("proxy_pass", "proxy")):
             for found in self.block.find(directive):
-                target = re.sub(r"^\w+://", "", found.args[0]).split("/")[0]
+                target = re.sub(r"\$(\w+)", lambda m: values.get(m[1], m[0]), found.args[0])
+                target = re.sub(r"^\w+://", "", target).split("/")[0]
                 return kind, target
         return None
 
