@@ -13,6 +13,23 @@ COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(en
 REQUIRE_E2E = os.environ.get("REQUIRE_E2E") == "1"
 
 
+# What the tests measured on the way (image sources, phase times, recoveries, memory per socket):
+# printed after the results, because a number is only worth its command and its context.
+REPORT: list[str] = []
+
+
+def report(line: str) -> None:
+    """Add a line to the report printed after the tests."""
+    REPORT.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if REPORT:
+        terminalreporter.section("what the tests measured")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
 def require_binary(name: str, search_path: str | None = None) -> str:
     """Return the path of `name`; skip the test without it, or fail when REQUIRE_E2E=1 (CI).
 

@@ -21,6 +21,7 @@ RULE_ID = re.compile(r"^(stack\.[EW]\d{3}) ", re.MULTILINE)
 
 COMPOSE = "compose.yaml"
 NGINX = "deploy/nginx/templates/default.conf.template"
+NGINX_MAIN = "deploy/nginx/templates/nginx.conf.template"
 UWSGI = "deploy/uwsgi.ini"
 SUPERVISORD = "deploy/supervisor/supervisord.conf"
 SETTINGS = "config/settings.py"
@@ -325,6 +326,34 @@ BREAKAGES = (
                 NGINX, "large_client_header_buffers 4 8k;", "large_client_header_buffers 8 16k;"
             ),
         ),
+    ),
+    Breakage(
+        "nginx-connections-above-its-open-files",
+        SUPERVISOR,
+        "stack.E054",
+        (set_env("NGINX_WORKER_CONNECTIONS", "100000"),),
+    ),
+    Breakage(
+        "nginx-container-without-nofile",
+        COMPOSE_PM,
+        "stack.E054",
+        (
+            replace(
+                COMPOSE,
+                "      - static:/srv/static:ro\n"
+                "    # Each WebSocket holds two descriptors in an nginx worker "
+                '(.env, "Connection limits").\n'
+                "    ulimits:\n      nofile:\n        soft: ${MAX_OPEN_FILES}\n"
+                "        hard: ${MAX_OPEN_FILES}\n",
+                "      - static:/srv/static:ro\n",
+            ),
+        ),
+    ),
+    Breakage(
+        "nginx-main-config-removed",
+        SUPERVISOR,
+        "stack.E054",
+        (lambda project: (project / NGINX_MAIN).unlink(),),
     ),
     Breakage(
         "healthcheck-probes-unbound-port",

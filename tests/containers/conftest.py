@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import REQUIRE_E2E
+from tests.conftest import REQUIRE_E2E, report
 from tests.containers import images
 from tests.containers.compose import ComposeStack, compose_cli, engine_reachable
 
@@ -27,20 +27,6 @@ FILE_ORDER = [
     "test_containers_faults.py",
     "test_containers_lifecycle.py",
 ]
-# What the report at the end of the run prints (image sources, sizes, phase times, recoveries).
-REPORT: list[str] = []
-
-
-def report(line: str) -> None:
-    """Add a line to the container report printed after the tests."""
-    REPORT.append(line)
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if REPORT:
-        terminalreporter.section("containers: what ran and what it cost")
-        for line in REPORT:
-            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,8 +13,9 @@ from uuid import uuid4
 
 import pytest
 
+from tests.conftest import report
 from tests.containers.compose import ComposeStack
-from tests.containers.conftest import missing, report
+from tests.containers.conftest import missing
 from tests.e2e.clients import ChatClient, eventually, http_get, join, round_trip
 
 pytestmark = pytest.mark.containers

@@ -11,8 +11,8 @@ from uuid import uuid4
 
 import pytest
 
+from tests.conftest import report
 from tests.containers.compose import UP_TIMEOUT, ComposeStack, seconds_between
-from tests.containers.conftest import report
 from tests.e2e.clients import http_get
 
 pytestmark = pytest.mark.containers

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from websockets.exceptions import InvalidStatus
 
+from tests.conftest import report
 from tests.containers.compose import UP_TIMEOUT, ComposeStack, seconds_between
-from tests.containers.conftest import report
 from tests.e2e.clients import (
     UWSGI_REQUEST,
     ChatClient,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -515,6 +516,13 @@ class Stack:
             HOME=str(tmp),
             LANG="C.UTF-8",
         )
+        # Compose gives each container MAX_OPEN_FILES (ulimits); natively the servers inherit
+        # this process's limits, which even root may not raise (no CAP_SYS_RESOURCE in a
+        # sandbox), and supervisord refuses to start below its minfds: hold them to the limit.
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        for key in ("MAX_OPEN_FILES", "NGINX_WORKER_CONNECTIONS"):
+            if key in self.env and int(self.env[key]) > hard:
+                self.env[key] = str(hard)
         self.http_port = int(self.env["HTTP_PORT"])
         self.domain = self.env["NGINX_SERVER_NAME"]
         self.servers: dict[str, Server] = {}
@@ -638,12 +646,12 @@ class Stack:
         return [self.binaries.get(argv[0], argv[0]), *argv[1:]]
 
     def nginx_command(self) -> tuple[list[str], dict[str, str]]:
-        """Render the template as the nginx image does, wrap it in a top-level nginx.conf, and
-        return the command that runs it (its last argument is that file) and its environment."""
+        """Render the templates as the nginx image does (nginx.conf and the site), move the
+        image's paths into tmp, and return the command that runs it and its environment."""
         service = self.services[self.nginx_service]
         root = self.tmp / "nginx"
-        conf_d = root / "conf.d"
-        conf_d.mkdir(parents=True, exist_ok=True)
+        temp = root / "temp"
+        temp.mkdir(parents=True, exist_ok=True)
         mounts = volume_mounts(service)
         env = {"PATH": self.env["PATH"]}
         for key, value in (service.get("environment") or {}).items():
@@ -653,6 +661,16 @@ class Stack:
                     native_path(PurePosixPath(value), mounts, self.volume_dirs, self.tmp / "root")
                 )
             env[key] = value
+        # The image's paths, natively. Running as root, nginx would switch its workers to
+        # `nginx` (or `nobody`), who cannot read tmp.
+        moves = {
+            "user nginx;": "user root;" if os.geteuid() == 0 else "",
+            IMAGE_UWSGI_PARAMS: str(OFFICIAL_UWSGI_PARAMS),  # tests/e2e/nginx/uwsgi_params
+            "/etc/nginx/default.conf": str(root / "default.conf"),
+            "/var/run/nginx.pid": str(root / "nginx.pid"),
+            "/var/log/nginx/": f"{root}/",
+            "/var/cache/nginx/": f"{temp}/",
+        }
         templates = self.project / "deploy" / "nginx" / "templates"
         for template in sorted(templates.glob("*.template")):
             text = template.read_text(encoding="utf-8")
@@ -671,39 +689,11 @@ class Stack:
                 env=env,
                 check=True,
             ).stdout
-            # The official image's uwsgi_params, not this machine's (tests/e2e/nginx/uwsgi_params).
-            rendered = rendered.replace(IMAGE_UWSGI_PARAMS, str(OFFICIAL_UWSGI_PARAMS))
-            (conf_d / template.name.removesuffix(".template")).write_text(rendered)
-        temp = root / "temp"
-        temp.mkdir(exist_ok=True)
-        # Running as root, nginx would switch its workers to `nobody`, who cannot read tmp.
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = root / "nginx.conf"
-        conf.write_text(
-            f"""daemon off;
-{user}worker_processes 1;
-worker_rlimit_nofile 4096;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{
-    worker_connections 2048;
-}}
-http {{
-    include {NGINX_MIME_TYPES};
-    default_type application/octet-stream;
-    access_log {root}/access.log;
-    client_body_temp_path {temp}/client_body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {conf_d}/*.conf;
-}}
-""",
-            encoding="utf-8",
-        )
-        argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log"), "-c"]
-        return [*argv, str(conf)], env
+            for image_path, native in moves.items():
+                rendered = rendered.replace(image_path, native)
+            (root / template.name.removesuffix(".template")).write_text(rendered)
+        argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log")]
+        return [*argv, "-g", "daemon off;", "-c", str(root / "nginx.conf")], env
 
     def _wait_serving(self) -> None:
         """Wait until a page and a WebSocket handshake go through nginx (Daphne has imported

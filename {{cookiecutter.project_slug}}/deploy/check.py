@@ -28,6 +28,7 @@ COMPOSE = "compose.yaml"
 ENV_EXAMPLE = ".env.example"
 ENV_FILE = ".env"
 NGINX_TEMPLATE = "deploy/nginx/templates/default.conf.template"
+NGINX_MAIN_TEMPLATE = "deploy/nginx/templates/nginx.conf.template"
 UWSGI_INI = "deploy/uwsgi.ini"
 SUPERVISORD_CONF = "deploy/supervisor/supervisord.conf"
 SETTINGS = "config/settings.py"
@@ -46,6 +47,7 @@ NGINX_DEFAULT_HEADER_BUFFERS = ("4", "8k")
 NGINX_UWSGI_PARAMS_BYTES = 1024
 UWSGI_DEFAULT_BUFFER = 4096
 UWSGI_MAX_PACKET = 65535
+NGINX_DEFAULT_CONNECTIONS = 512
 # Files a command names, recognised by their suffix.
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
@@ -301,6 +303,7 @@ class Project:
     nginx_service: str
     nginx_template: str  # as written
     nginx: Directive  # as rendered from the nginx service's environment
+    nginx_main: Directive | None  # nginx.conf.template, rendered (None: the image's own)
     servers: list[Server]
     opaque_services: set[str]  # run supervisord with a config that cannot be read
 
@@ -468,6 +471,8 @@ def load_project(root: Path) -> Project | Problem:
         nginx_base_env(services[nginx_service], env), services[nginx_service]
     )
     template = (root / NGINX_TEMPLATE).read_text(encoding="utf-8")
+    main_path = root / NGINX_MAIN_TEMPLATE
+    main_template = main_path.read_text(encoding="utf-8") if main_path.is_file() else None
     project = Project(
         root=root,
         env_example=env_example,
@@ -476,8 +481,11 @@ def load_project(root: Path) -> Project | Problem:
         compose_raw=compose_raw,
         services=services,
         nginx_service=nginx_service,
-        nginx_template=template,
+        nginx_template=template + (main_template or ""),
         nginx=parse_nginx(render_nginx_template(template, nginx_env)),
+        nginx_main=None
+        if main_template is None
+        else parse_nginx(render_nginx_template(main_template, nginx_env)),
         servers=[],
         opaque_services=set(),
     )
@@ -1232,6 +1240,51 @@ def check_uwsgi_buffer_holds_nginx_headers(project: Project) -> Iterator[Problem
         )
 
 
+def nofile_limit(service: dict) -> int | None:
+    """The soft open-files limit compose gives a service's containers (None: Docker's default)."""
+    nofile = (service.get("ulimits") or {}).get("nofile")
+    value = nofile.get("soft") if isinstance(nofile, dict) else nofile
+    return int(value) if str(value).isdigit() else None
+
+
+def check_connection_limits(project: Project) -> Iterator[Problem]:
+    """stack.E054: nginx's worker_connections fit its worker_rlimit_nofile, and nginx and every
+    server's container may open that many files (each WebSocket holds two in nginx, one in
+    Daphne)."""
+    if project.nginx_main is None:
+        yield Problem(
+            "stack.E054",
+            (NGINX_MAIN_TEMPLATE, COMPOSE),
+            "missing: nginx would run the image's nginx.conf, 1024 connections per worker "
+            "(about 1,000 WebSockets on 2 cores)",
+        )
+        return
+    events = project.nginx_main.find("events")
+    found = [d.args[0] for e in events for d in e.find("worker_connections") if d.args]
+    connections = int(found[-1]) if found and found[-1].isdigit() else NGINX_DEFAULT_CONNECTIONS
+    found = [d.args[0] for d in project.nginx_main.find("worker_rlimit_nofile") if d.args]
+    rlimit = int(found[-1]) if found and found[-1].isdigit() else None
+    if rlimit is None or rlimit < connections:
+        yield Problem(
+            "stack.E054",
+            (NGINX_MAIN_TEMPLATE, ENV_EXAMPLE),
+            f"nginx's worker_rlimit_nofile ({rlimit or 'unset'}) must be at least its "
+            f"worker_connections ({connections}): set MAX_OPEN_FILES >= NGINX_WORKER_CONNECTIONS",
+        )
+        return
+    services = {project.nginx_service} | {server.service for server in project.servers}
+    for name in sorted(services):
+        limit = nofile_limit(project.services[name])
+        if limit is None or limit < rlimit:
+            yield Problem(
+                "stack.E054",
+                (COMPOSE, NGINX_MAIN_TEMPLATE),
+                f"service {name!r} may open {limit or 'Docker default'} files, fewer than "
+                f"nginx's worker_rlimit_nofile ({rlimit}): give it `ulimits: nofile` of "
+                "${MAX_OPEN_FILES}",
+            )
+
+
 RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_upstream_hosts_are_services,
     check_targeted_ports_are_bound,
@@ -1258,6 +1311,7 @@ RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_uwsgi_stop_signal,
     check_servers_listen_beyond_loopback,
     check_uwsgi_buffer_holds_nginx_headers,
+    check_connection_limits,
 )
 
 
