@@ -4,6 +4,7 @@ Every frame is checked before it is broadcast; a bad one gets an error frame bac
 stays open, so one bad client cannot take its connection (or the process) down.
 """
 
+import itertools
 import json
 import logging
 from datetime import UTC, datetime
@@ -18,6 +19,10 @@ MAX_MESSAGE_CHARS = 2000
 # A frame this large cannot hold a valid message, even with every character JSON-escaped (an
 # astral character is 12: "\ud83d\ude00"); refuse it before parsing it.
 MAX_FRAME_CHARS = 12 * MAX_MESSAGE_CHARS + 1024
+
+
+# Numbers the broadcasts this process could not hand to the channel layer, even after a retry.
+lost_messages = itertools.count(1)
 
 
 class FrameError(ValueError):
@@ -111,14 +116,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self.send_json({"type": "error", "error": str(error)})
             return
-        await self.channel_layer.group_send(
-            self.group,
-            {
-                "type": "chat.message",
-                "message": message,
-                "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            },
-        )
+        event = {
+            "type": "chat.message",
+            "message": message,
+            "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        try:
+            await self.channel_layer.group_send(self.group, event)
+        except Exception as error:  # noqa: BLE001 - retried once, then reported below
+            # After a Redis restart, each process's first use of a pooled connection fails: it
+            # died with the old server. The retry takes a fresh one.
+            logger.warning("broadcast retried once: %s: %s", type(error).__name__, error)
+            try:
+                await self.channel_layer.group_send(self.group, event)
+            except Exception as error:  # noqa: BLE001 - the sender must hear of the loss
+                logger.warning(
+                    "message lost (%d in this process so far): %s: %s",
+                    next(lost_messages),
+                    type(error).__name__,
+                    error,
+                )
+                await self.send_json(
+                    {"type": "error", "error": "your message was not delivered; send it again"}
+                )
 
     async def dispatch(self, message: dict) -> None:
         """Deliver room broadcasts straight to chat_message; everything else as Channels does.

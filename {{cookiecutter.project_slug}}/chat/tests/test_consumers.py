@@ -2,11 +2,13 @@
 
 import json
 import logging
+import re
 
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from chat import consumers
 from chat.consumers import MAX_MESSAGE_CHARS, ChatConsumer
 from chat.rooms import group_name
 from chat.tests.conftest import ORIGIN, connected
@@ -109,22 +111,65 @@ async def test_bad_room_name_gets_an_error_and_is_closed(path: str) -> None:
     assert (await communicator.receive_output())["code"] == 4404
 
 
-async def test_unexpected_error_answers_the_client_and_logs_one_line(monkeypatch, caplog) -> None:
-    """A frame whose handling fails unexpectedly (here: the layer refuses the broadcast) gets an
-    error frame, one warning line without a traceback, and the socket stays usable."""
+def failing_group_send(monkeypatch, failures: int) -> None:
+    """Make the channel layer's next `failures` broadcasts raise, as a dead Redis connection
+    does; the ones after go through."""
     layer = get_channel_layer()
     real_group_send = layer.group_send
-    failures = iter([ConnectionError("layer unavailable")])
+    errors = iter([ConnectionError("connection closed by server")] * failures)
 
-    async def group_send_failing_once(group: str, message: dict) -> None:
-        for error in failures:
+    async def group_send(group: str, message: dict) -> None:
+        for error in errors:
             raise error
         await real_group_send(group, message)
 
-    monkeypatch.setattr(layer, "group_send", group_send_failing_once)
+    monkeypatch.setattr(layer, "group_send", group_send)
+
+
+async def test_broadcast_meeting_a_broken_connection_is_retried(monkeypatch, caplog) -> None:
+    """The first attempt fails (a pooled connection died with a restarted Redis): the retry
+    delivers the message, and one warning line says so."""
+    failing_group_send(monkeypatch, 1)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": "delivered anyway"}))
+        assert (await client.receive_json_from())["message"] == "delivered anyway"
+    records = [r for r in caplog.records if r.name == "chat.consumers"]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
+    assert "retried" in records[0].getMessage()
+
+
+async def test_lost_broadcast_is_reported_to_the_sender_and_counted(monkeypatch, caplog) -> None:
+    """Both attempts fail: the sender gets an error frame, the loss is counted in a log line
+    without a traceback, and the socket stays usable."""
+    failing_group_send(monkeypatch, 2)
     caplog.set_level(logging.WARNING, logger="chat.consumers")
     async with connected("/ws/chat/lobby/") as client:
         await client.send_to(text_data=json.dumps({"message": "lost"}))
+        reply = await client.receive_json_from()
+        assert reply == {"type": "error", "error": "your message was not delivered; send it again"}
+        await client.send_to(text_data=json.dumps({"message": "still here"}))
+        assert (await client.receive_json_from())["message"] == "still here"
+    records = [r for r in caplog.records if r.name == "chat.consumers"]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * 2
+    assert re.search(r"message lost \(\d+ in this process so far\)", records[1].getMessage())
+
+
+async def test_unexpected_error_answers_the_client_and_logs_one_line(monkeypatch, caplog) -> None:
+    """A frame whose handling fails unexpectedly gets an error frame and one warning line
+    without a traceback, and the socket stays usable."""
+    real_parse = consumers.parse_frame
+    calls = iter([ValueError("surprise")])
+
+    def parse_failing_once(text_data: str | None, bytes_data: bytes | None) -> str:
+        for error in calls:
+            raise error
+        return real_parse(text_data, bytes_data)
+
+    monkeypatch.setattr(consumers, "parse_frame", parse_failing_once)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": "odd"}))
         reply = await client.receive_json_from()
         assert reply["type"] == "error"
         assert "could not handle" in reply["error"]
@@ -132,7 +177,7 @@ async def test_unexpected_error_answers_the_client_and_logs_one_line(monkeypatch
         assert (await client.receive_json_from())["message"] == "still here"
     records = [r for r in caplog.records if r.name == "chat.consumers"]
     assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
-    assert "ConnectionError: layer unavailable" in records[0].getMessage()
+    assert "ValueError: surprise" in records[0].getMessage()
 
 
 async def test_a_consumer_that_dies_leaves_its_group(monkeypatch) -> None:
