@@ -19,6 +19,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from tests.e2e.stack import LOOPBACK, free_ports, read_dotenv
 
 COMMAND_TIMEOUT = 900.0
@@ -126,9 +128,35 @@ class ComposeStack:
         set_env_values(
             project / ".env", {"HTTP_PORT": str(self.http_port), "PUBLISH_ADDRESS": LOOPBACK}
         )
+        self.fit_open_files_to_the_engine()
         self.env = read_dotenv(project / ".env")
         self.domain = self.env["NGINX_SERVER_NAME"]
         self.phases: dict[str, float] = {}  # seconds per phase, for the report
+
+    def fit_open_files_to_the_engine(self) -> None:
+        """Lower MAX_OPEN_FILES (and nginx's connections with it) to what this Docker engine may
+        grant a container, as an operator on such a host would: a container asking for more
+        fails to start ("error setting rlimits"). Hosts usually grant far more than .env asks;
+        some sandboxes, such as our CI machines, grant only their own limit."""
+        dotenv = read_dotenv(self.project / ".env")
+        nginx_image = yaml.safe_load((self.project / "compose.yaml").read_text())["services"][
+            "nginx"
+        ]["image"]
+        result = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "sh", nginx_image, "-c", "ulimit -Hn"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        granted = result.stdout.strip()
+        self.engine_open_files = int(granted) if granted.isdigit() else None
+        if self.engine_open_files and int(dotenv["MAX_OPEN_FILES"]) > self.engine_open_files:
+            limit = str(self.engine_open_files)
+            connections = min(int(dotenv["NGINX_WORKER_CONNECTIONS"]), self.engine_open_files)
+            set_env_values(
+                self.project / ".env",
+                {"MAX_OPEN_FILES": limit, "NGINX_WORKER_CONNECTIONS": str(connections)},
+            )
 
     @property
     def origin(self) -> str:

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import REQUIRE_E2E, report
 from tests.containers import images
 from tests.containers.compose import ComposeStack, compose_cli, engine_reachable
+from tests.e2e.stack import read_dotenv
 
 PROCESS_MANAGERS = ["supervisor", "compose"]
 FILE_ORDER = [
@@ -72,10 +73,16 @@ def compose_stack(
     manager = request.param
     project = tmp_path_factory.mktemp(f"containers-{manager}") / "project"
     shutil.copytree(bake_once(process_manager=manager), project)
+    shutil.copy(project / ".env", project.parent / "baked.env")
     for image in images.named_images(project):
         report(f"{manager}: image {image}: {images.ensure(image)}")
     scale = ["--scale", "asgi=2"] if manager == "compose" else []
     stack = ComposeStack(project, f"rtc-{manager}-{os.getpid()}", compose_cli_argv, scale)
+    if stack.env["MAX_OPEN_FILES"] != read_dotenv(project.parent / "baked.env")["MAX_OPEN_FILES"]:
+        report(
+            f"{manager}: this engine grants {stack.engine_open_files} open files per container:"
+            f" MAX_OPEN_FILES and NGINX_WORKER_CONNECTIONS lowered to fit in .env"
+        )
     try:
         # The build alone first, so its time is known; then what users run, on the built image.
         stack.phases["build"] = stack.build()
