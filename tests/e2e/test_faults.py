@@ -262,3 +262,44 @@ def test_killed_uwsgi_master_under_load_comes_back_without_dropping_websockets(
 def _stays_ok(statuses: list[tuple[float, int]], since: float) -> bool:
     """True when every request answered at or after `since` got 200."""
     return all(status == 200 for moment, status in statuses if moment >= since)
+
+
+# The consumer's ECHO_SECONDS (chat/consumers.py) and some slack.
+REPORT_SECONDS = 5 + 5
+
+
+@pytest.mark.e2e
+def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) -> None:
+    """Sent the moment Redis is back, before the layer has resubscribed: a message may be lost,
+    but never silently. Its sender gets it back, or an error frame saying it was not delivered."""
+    room = unique("returns")
+    pids, port = stack.daphne_pids(), int(stack.env["ASGI_PORT"])
+
+    def processes_serving() -> int:
+        return len([pid for pid, held in established_sockets(pids, port).items() if held])
+
+    async def scenario() -> None:
+        clients = [await join(stack, room) for _ in range(4)]
+        while processes_serving() < len(pids):
+            assert len(clients) < MAX_CLIENTS, "every client landed on one Daphne"
+            clients.append(await join(stack, room))
+        await asyncio.to_thread(stack.restart, stack.redis_service)
+        texts = [f"as redis returns {index}" for index in range(len(clients))]
+        for client, text in zip(clients, texts, strict=True):
+            await client.say(text)
+
+        def settled() -> bool:
+            return all(
+                text in client.messages or client.errors
+                for client, text in zip(clients, texts, strict=True)
+            )
+
+        await eventually(
+            settled,
+            timeout=REPORT_SECONDS,
+            what=lambda: str([(c.messages, c.errors) for c in clients]),
+        )
+        assert not [client for client in clients if client.closed]
+        await asyncio.gather(*(client.close() for client in clients))
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))

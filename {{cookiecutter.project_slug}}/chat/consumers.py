@@ -4,6 +4,7 @@ Every frame is checked before it is broadcast; a bad one gets an error frame bac
 stays open, so one bad client cannot take its connection (or the process) down.
 """
 
+import asyncio
 import itertools
 import json
 import logging
@@ -21,8 +22,12 @@ MAX_MESSAGE_CHARS = 2000
 MAX_FRAME_CHARS = 12 * MAX_MESSAGE_CHARS + 1024
 
 
-# Numbers the broadcasts this process could not hand to the channel layer, even after a retry.
+# Numbers the messages this process knows it lost: not handed to the channel layer even after a
+# retry, or never come back to their own sender.
 lost_messages = itertools.count(1)
+# How long a sender's own copy of its message may take to come back before it is told of a loss.
+ECHO_SECONDS = 5.0
+NOT_DELIVERED = {"type": "error", "error": "your message was not delivered; send it again"}
 
 
 class FrameError(ValueError):
@@ -64,6 +69,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Join the room's group, then accept the handshake."""
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
         self.group = group_name(self.room_name)
+        self.sent = 0  # this socket's messages so far: each one's token
+        self.awaiting_echo: dict[int, asyncio.TimerHandle] = {}  # token -> its loss report
+        self.reports: set[asyncio.Task] = set()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
@@ -77,6 +85,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         A consumer that stays in its group after it is gone leaks a Redis subscription (pub/sub
         layer) or a queue that fills until expiry (core layer), for every socket that ends so.
         """
+        for waiting in getattr(self, "awaiting_echo", {}).values():
+            waiting.cancel()  # the socket is gone: nobody left to tell
         group, self.group = getattr(self, "group", None), None
         if group is None:
             return
@@ -116,11 +126,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self.send_json({"type": "error", "error": str(error)})
             return
+        self.sent += 1
         event = {
             "type": "chat.message",
             "message": message,
             "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "sender": self.channel_name,
+            "token": self.sent,
         }
+        if await self.broadcast(event):
+            # The sender is a member of its room: its own copy coming back shows the message
+            # went through Redis. None does when Redis dropped it (a message published in the
+            # moment a restarted Redis has no subscriptions yet, or this process's are lost).
+            self.awaiting_echo[self.sent] = asyncio.get_running_loop().call_later(
+                ECHO_SECONDS, self.echo_missing, self.sent
+            )
+
+    async def broadcast(self, event: dict) -> bool:
+        """Hand a message to the room's group, retrying once; False, with the sender told, when
+        it could not be."""
         try:
             await self.channel_layer.group_send(self.group, event)
         except Exception as error:  # noqa: BLE001 - retried once, then reported below
@@ -130,15 +154,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             try:
                 await self.channel_layer.group_send(self.group, event)
             except Exception as error:  # noqa: BLE001 - the sender must hear of the loss
-                logger.warning(
-                    "message lost (%d in this process so far): %s: %s",
-                    next(lost_messages),
-                    type(error).__name__,
-                    error,
-                )
-                await self.send_json(
-                    {"type": "error", "error": "your message was not delivered; send it again"}
-                )
+                self.report_lost(f"{type(error).__name__}: {error}")
+                await self.send_json(NOT_DELIVERED)
+                return False
+        return True
+
+    def echo_missing(self, token: int) -> None:
+        """The sender's own copy of message `token` never came back: tell the sender."""
+        if self.awaiting_echo.pop(token, None) is not None:
+            self.report_lost(f"no copy came back within {ECHO_SECONDS} s")
+            task = asyncio.ensure_future(self.send_json(NOT_DELIVERED))
+            self.reports.add(task)
+            task.add_done_callback(self.reports.discard)
+
+    def report_lost(self, why: str) -> None:
+        """One log line per lost message, with this process's running count."""
+        logger.warning("message lost (%d in this process so far): %s", next(lost_messages), why)
 
     async def dispatch(self, message: dict) -> None:
         """Deliver room broadcasts straight to chat_message; everything else as Channels does.
@@ -154,7 +185,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_message(self, event: dict) -> None:
-        """Deliver one room broadcast to this client."""
+        """Deliver one room broadcast to this client (its own messages too, which confirms them)."""
+        if event.get("sender") == self.channel_name:
+            waiting = self.awaiting_echo.pop(event.get("token"), None)
+            if waiting is not None:
+                waiting.cancel()
         await self.send_json(
             {"type": "message", "message": event["message"], "sent_at": event["sent_at"]}
         )

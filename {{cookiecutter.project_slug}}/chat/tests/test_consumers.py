@@ -197,3 +197,29 @@ async def test_a_consumer_that_dies_leaves_its_group(monkeypatch) -> None:
     with pytest.raises(RuntimeError, match="delivery failed"):
         await communicator.wait(timeout=2)
     assert not layer.groups.get(group_name("doomed"))
+
+
+async def test_message_redis_dropped_is_reported_to_its_sender(monkeypatch, caplog) -> None:
+    """A broadcast the layer accepted but never delivered (Redis had no subscription yet) does
+    not come back to its sender, who is told so; a delivered one raises nothing."""
+    monkeypatch.setattr(consumers, "ECHO_SECONDS", 0.2)
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+    dropped = iter([True])
+
+    async def group_send(group: str, message: dict) -> None:
+        if next(dropped, False):
+            return  # accepted, and lost
+        await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": "vanishes"}))
+        assert await client.receive_json_from(timeout=2) == consumers.NOT_DELIVERED
+        await client.send_to(text_data=json.dumps({"message": "arrives"}))
+        assert (await client.receive_json_from())["message"] == "arrives"
+        assert await client.receive_nothing(timeout=0.5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "chat.consumers"]
+    assert len(lines) == 1
+    assert "no copy came back" in lines[0]
