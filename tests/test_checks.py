@@ -331,7 +331,7 @@ BREAKAGES = (
         "nginx-connections-above-its-open-files",
         SUPERVISOR,
         "stack.E054",
-        (set_env("NGINX_WORKER_CONNECTIONS", "100000"),),
+        (set_env("NGINX_WORKER_CONNECTIONS", "40000"),),
     ),
     Breakage(
         "nginx-container-without-nofile",

@@ -146,7 +146,11 @@ def rendered_nginx(project: Path, tmp_path: Path) -> tuple[list[str], Path]:
 
     binaries = {name: require_binary(name) for name in ("nginx", "envsubst")}
     binaries["python"] = sys.executable
-    argv, _ = Stack(project, tmp_path, binaries).nginx_command()
+    stack = Stack(project, tmp_path, binaries)
+    # The limits as shipped, not as fitted to this machine for a native run (Stack's __init__).
+    for key in ("MAX_OPEN_FILES", "NGINX_WORKER_CONNECTIONS"):
+        stack.env[key] = stack.dotenv[key]
+    argv, _ = stack.nginx_command()
     return argv, Path(argv[-1])
 
 

@@ -152,7 +152,7 @@ class ComposeStack:
         self.engine_open_files = int(granted) if granted.isdigit() else None
         if self.engine_open_files and int(dotenv["MAX_OPEN_FILES"]) > self.engine_open_files:
             limit = str(self.engine_open_files)
-            connections = min(int(dotenv["NGINX_WORKER_CONNECTIONS"]), self.engine_open_files)
+            connections = min(int(dotenv["NGINX_WORKER_CONNECTIONS"]), self.engine_open_files // 2)
             set_env_values(
                 self.project / ".env",
                 {"MAX_OPEN_FILES": limit, "NGINX_WORKER_CONNECTIONS": str(connections)},

@@ -519,6 +519,8 @@ class Stack:
         # Compose gives each container MAX_OPEN_FILES (ulimits); natively the servers inherit
         # this process's limits, which even root may not raise (no CAP_SYS_RESOURCE in a
         # sandbox), and supervisord refuses to start below its minfds: hold them to the limit.
+        # (Each proxied WebSocket is two connections of one nginx worker, so natively one
+        # worker may hold up to the limit; the checker's 2x margin is for the shipped values.)
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         for key in ("MAX_OPEN_FILES", "NGINX_WORKER_CONNECTIONS"):
             if key in self.env and int(self.env[key]) > hard:
@@ -749,6 +751,18 @@ class Stack:
         assert len(masters) == 1, f"expected one uWSGI master among {uwsgi}"
         master = masters[0]
         return master, [pid for pid in uwsgi if table.get(pid, (0, 0))[0] == master]
+
+    def redis_subscriptions(self) -> int:
+        """How many pub/sub channels Redis has subscribers for (the pub/sub layer's groups and
+        consumer channels), plus, under the core layer, how many group keys exist."""
+        argv = ["redis-cli", "-p", str(self.redis_port)]
+        channels = subprocess.run(  # noqa: S603 - fixed argv
+            [*argv, "PUBSUB", "CHANNELS", "*"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        keys = subprocess.run(  # noqa: S603 - fixed argv
+            [*argv, "--scan", "--pattern", "*group*"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return len(channels) + len(keys)
 
     def server_pids(self) -> set[int]:
         """Every running server process (top processes and all their descendants)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from uuid import uuid4
 
 import pytest
@@ -118,23 +117,10 @@ def test_bad_room_name_is_refused_clearly(stack: Stack, room: str) -> None:
     assert stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET) == []
 
 
-def redis_subscriptions(stack: Stack) -> int:
-    """How many pub/sub channels Redis has subscribers for (the pub/sub layer's groups and
-    consumer channels), or, under the core layer, how many group keys exist."""
-    argv = ["redis-cli", "-p", str(stack.redis_port)]
-    channels = subprocess.run(  # noqa: S603 - fixed argv
-        [*argv, "PUBSUB", "CHANNELS", "*"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    keys = subprocess.run(  # noqa: S603 - fixed argv
-        [*argv, "--scan", "--pattern", "*group*"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return len(channels) + len(keys)
-
-
 @pytest.mark.e2e
 def test_sockets_that_sent_crashing_frames_leave_nothing_in_redis(stack: Stack) -> None:
     sizes = stack.log_sizes()
-    before = redis_subscriptions(stack)
+    before = stack.redis_subscriptions()
 
     async def scenario() -> None:
         for _ in range(LEAK_PROBES):
@@ -147,7 +133,7 @@ def test_sockets_that_sent_crashing_frames_leave_nothing_in_redis(stack: Stack) 
     asyncio.run(asyncio.wait_for(scenario(), 120))
 
     def settled() -> bool:
-        return redis_subscriptions(stack) <= before
+        return stack.redis_subscriptions() <= before
 
-    asyncio.run(eventually(settled, what=lambda: f"{redis_subscriptions(stack)} > {before}"))
+    asyncio.run(eventually(settled, what=lambda: f"{stack.redis_subscriptions()} > {before}"))
     assert stack.errors_since(sizes) == []

@@ -1248,8 +1248,8 @@ def nofile_limit(service: dict) -> int | None:
 
 
 def check_connection_limits(project: Project) -> Iterator[Problem]:
-    """stack.E054: nginx's worker_connections fit its worker_rlimit_nofile, and nginx and every
-    server's container may open that many files (each WebSocket holds two in nginx, one in
+    """stack.E054: twice nginx's worker_connections fit its worker_rlimit_nofile, and nginx and
+    every server's container may open that many files (each WebSocket holds two in nginx, one in
     Daphne)."""
     if project.nginx_main is None:
         yield Problem(
@@ -1264,12 +1264,14 @@ def check_connection_limits(project: Project) -> Iterator[Problem]:
     connections = int(found[-1]) if found and found[-1].isdigit() else NGINX_DEFAULT_CONNECTIONS
     found = [d.args[0] for d in project.nginx_main.find("worker_rlimit_nofile") if d.args]
     rlimit = int(found[-1]) if found and found[-1].isdigit() else None
-    if rlimit is None or rlimit < connections:
+    # Twice: a connection may hold a file too (a static file, a buffer spilled to disk).
+    if rlimit is None or rlimit < 2 * connections:
         yield Problem(
             "stack.E054",
             (NGINX_MAIN_TEMPLATE, ENV_EXAMPLE),
-            f"nginx's worker_rlimit_nofile ({rlimit or 'unset'}) must be at least its "
-            f"worker_connections ({connections}): set MAX_OPEN_FILES >= NGINX_WORKER_CONNECTIONS",
+            f"nginx's worker_rlimit_nofile ({rlimit or 'unset'}) must be at least twice its "
+            f"worker_connections ({connections}): set MAX_OPEN_FILES >= 2 x "
+            "NGINX_WORKER_CONNECTIONS",
         )
         return
     services = {project.nginx_service} | {server.service for server in project.servers}
