@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -75,7 +76,9 @@ def compose_stack(
     shutil.copytree(bake_once(process_manager=manager), project)
     shutil.copy(project / ".env", project.parent / "baked.env")
     for image in images.named_images(project):
-        report(f"{manager}: image {image}: {images.ensure(image)}")
+        started = time.monotonic()
+        source = images.ensure(image)
+        report(f"{manager}: image {image}: {source}, ready in {time.monotonic() - started:.1f} s")
     scale = ["--scale", "asgi=2"] if manager == "compose" else []
     stack = ComposeStack(project, f"rtc-{manager}-{os.getpid()}", compose_cli_argv, scale)
     if stack.env["MAX_OPEN_FILES"] != read_dotenv(project.parent / "baked.env")["MAX_OPEN_FILES"]:

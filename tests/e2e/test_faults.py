@@ -19,6 +19,7 @@ from uuid import uuid4
 import pytest
 
 from tests.e2e.clients import (
+    ChatClient,
     eventually,
     http_get,
     join,
@@ -135,6 +136,16 @@ def test_messages_flow_again_after_redis_restarts(stack: Stack) -> None:
     assert died == [], "server processes died while Redis restarted"
 
 
+async def members_on_every_daphne(stack: Stack, room: str) -> list[ChatClient]:
+    """At least four clients in `room`, and at least one on every Daphne process."""
+    pids, port = stack.daphne_pids(), int(stack.env["ASGI_PORT"])
+    clients = [await join(stack, room) for _ in range(4)]
+    while len([p for p, held in established_sockets(pids, port).items() if held]) < len(pids):
+        assert len(clients) < MAX_CLIENTS, "every client landed on one Daphne"
+        clients.append(await join(stack, room))
+    return clients
+
+
 @pytest.mark.e2e
 def test_sockets_open_across_a_redis_restart_keep_chatting(stack: Stack) -> None:
     """Clients connected before Redis restarts (on every Daphne process) send afterwards: each
@@ -143,16 +154,8 @@ def test_sockets_open_across_a_redis_restart_keep_chatting(stack: Stack) -> None
     sizes = stack.log_sizes()
     room = unique("across")
 
-    pids, port = stack.daphne_pids(), int(stack.env["ASGI_PORT"])
-
-    def processes_serving() -> int:
-        return len([pid for pid, held in established_sockets(pids, port).items() if held])
-
     async def scenario() -> None:
-        clients = [await join(stack, room) for _ in range(4)]
-        while processes_serving() < len(pids):  # a member on every Daphne process
-            assert len(clients) < MAX_CLIENTS, "every client landed on one Daphne"
-            clients.append(await join(stack, room))
+        clients = await members_on_every_daphne(stack, room)
         await asyncio.to_thread(stack.restart, stack.redis_service)
         # The layer resubscribes once Redis is back; a fresh round trip says it has.
         deadline = time.monotonic() + RECOVERY_SECONDS
@@ -273,16 +276,9 @@ def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) ->
     """Sent the moment Redis is back, before the layer has resubscribed: a message may be lost,
     but never silently. Its sender gets it back, or an error frame saying it was not delivered."""
     room = unique("returns")
-    pids, port = stack.daphne_pids(), int(stack.env["ASGI_PORT"])
-
-    def processes_serving() -> int:
-        return len([pid for pid, held in established_sockets(pids, port).items() if held])
 
     async def scenario() -> None:
-        clients = [await join(stack, room) for _ in range(4)]
-        while processes_serving() < len(pids):
-            assert len(clients) < MAX_CLIENTS, "every client landed on one Daphne"
-            clients.append(await join(stack, room))
+        clients = await members_on_every_daphne(stack, room)
         await asyncio.to_thread(stack.restart, stack.redis_service)
         texts = [f"as redis returns {index}" for index in range(len(clients))]
         for client, text in zip(clients, texts, strict=True):

@@ -24,22 +24,24 @@ DELIVERY_TIMEOUT = 60
 QUIET_SECONDS = 1.0
 
 
+async def join_rooms(stack: Stack, rooms: list[str], per_room: int) -> list[ChatClient]:
+    """`per_room` clients in each room, CONCURRENT_HANDSHAKES at a time."""
+    handshakes = asyncio.Semaphore(CONCURRENT_HANDSHAKES)
+
+    async def member(room: str) -> ChatClient:
+        async with handshakes:
+            return await join(stack, room)
+
+    return list(await asyncio.gather(*(member(room) for room in rooms for _ in range(per_room))))
+
+
 @pytest.mark.e2e
 def test_two_hundred_clients_in_twenty_rooms(stack: Stack) -> None:
     sizes = stack.log_sizes()
 
     async def scenario() -> None:
-        tag = uuid4().hex[:6]
-        rooms = [f"load-{tag}-{number}" for number in range(ROOMS)]
-        handshakes = asyncio.Semaphore(CONCURRENT_HANDSHAKES)
-
-        async def member(room: str) -> ChatClient:
-            async with handshakes:
-                return await join(stack, room)
-
-        clients = await asyncio.gather(
-            *(member(room) for room in rooms for _ in range(MEMBERS_PER_ROOM))
-        )
+        rooms = [f"load-{uuid4().hex[:6]}-{number}" for number in range(ROOMS)]
+        clients = await join_rooms(stack, rooms, MEMBERS_PER_ROOM)
         expected: dict[str, Counter] = {room: Counter() for room in rooms}
 
         async def chat(index: int, client: ChatClient) -> None:
@@ -102,16 +104,8 @@ def test_ten_thousand_idle_websockets_each_get_their_rooms_broadcast(stack: Stac
     subscriptions = stack.redis_subscriptions()
 
     async def scenario() -> dict[str, int]:
-        tag = uuid4().hex[:6]
-        rooms = [f"idle-{tag}-{number}" for number in range(IDLE_ROOMS)]
-        handshakes = asyncio.Semaphore(CONCURRENT_HANDSHAKES)
-
-        async def member(room: str) -> ChatClient:
-            async with handshakes:
-                return await join(stack, room)
-
-        per_room = IDLE_SOCKETS // IDLE_ROOMS
-        clients = await asyncio.gather(*(member(room) for room in rooms for _ in range(per_room)))
+        rooms = [f"idle-{uuid4().hex[:6]}-{number}" for number in range(IDLE_ROOMS)]
+        clients = await join_rooms(stack, rooms, IDLE_SOCKETS // IDLE_ROOMS)
         held = {"nginx": rss_kib(nginx_pids), "daphne": rss_kib(stack.daphne_pids())}
         await asyncio.sleep(2)  # idle
         assert not [client for client in clients if client.closed]
