@@ -44,6 +44,9 @@ RESERVED_NAMES: Final = frozenset(
     }
 )
 SLUG_PATTERN: Final = re.compile(r"[a-z_][a-z0-9_]*")
+# The slug names a folder, a compose project and an image (`<slug>-app`, containers
+# `<slug>-app-1`): short enough for every one of them, and for people typing it.
+MAX_SLUG_LENGTH: Final = 50
 HOSTNAME_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
 PORT_FIELDS: Final = ("http_port", "wsgi_port", "asgi_port")
 REDIS_PORT: Final = 6379
@@ -64,9 +67,16 @@ def check_project_name(answers: dict) -> str | None:
 
 
 def check_project_slug(answers: dict) -> str | None:
-    """project_slug must be a lowercase identifier that shadows no module the project imports."""
+    """project_slug must be a short lowercase identifier that shadows no module the project
+    imports."""
     slug = str(answers["project_slug"])
     fix = "choose another, e.g. project_slug=team_chat"
+    if len(slug) > MAX_SLUG_LENGTH:
+        return (
+            f"project_slug={slug[:20]!r}... is {len(slug)} characters long; it names the project's "
+            f"folder, its compose project and its image, so at most {MAX_SLUG_LENGTH}: give a "
+            "shorter project_name, or project_slug=team_chat."
+        )
     if not SLUG_PATTERN.fullmatch(slug):
         return (
             f"project_slug={slug!r} is not a lowercase Python identifier "

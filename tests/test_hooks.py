@@ -43,6 +43,7 @@ BAD_ANSWERS = [
     (["project_slug=json"], "project_slug='json'", "shadow"),
     (["project_slug=test"], "project_slug='test'", "shadow"),
     (["project_slug=select"], "project_slug='select'", "shadow"),
+    (["project_slug=" + "a" * 51], "project_slug='" + "a" * 20 + "'...", "at most 50"),
     (["http_port=abc"], "http_port='abc'", "1 to 65535"),
     (["wsgi_port=80a"], "wsgi_port='80a'", "1 to 65535"),
     (["asgi_port=0"], "asgi_port='0'", "1 to 65535"),
@@ -182,3 +183,11 @@ def test_removed_paths_match_the_table(bake: Bake, process_manager: str) -> None
     for (option, value), paths in REMOVE_WHEN.items():
         for path in paths:
             assert (project / path).exists() == (answers[option] != value), path
+
+
+def test_long_project_name_bakes_with_a_short_slug(tmp_path: Path) -> None:
+    """The slug derived from a 300-character name is cut at a word to the slug's limit."""
+    result = run_cookiecutter(tmp_path, "project_name=" + "Chat " * 60)
+    assert result.returncode == 0, result.stderr
+    (project,) = tmp_path.iterdir()
+    assert project.name == "_".join(["chat"] * 10)
