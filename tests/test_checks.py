@@ -350,6 +350,18 @@ BREAKAGES = (
         ),
     ),
     Breakage(
+        "nginx-main-variable-unset",
+        COMPOSE_PM,
+        "stack.E010",
+        (
+            replace(
+                NGINX_MAIN,
+                "worker_connections ${NGINX_WORKER_CONNECTIONS};",
+                "worker_connections ${NGINX_CONNECTIONS};",
+            ),
+        ),
+    ),
+    Breakage(
         "nginx-main-config-removed",
         SUPERVISOR,
         "stack.E054",

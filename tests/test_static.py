@@ -161,7 +161,7 @@ def test_rendered_nginx_config_passes_nginx_t(rendered_nginx: tuple[list[str], P
     assert result.returncode == 0, result.stderr
     rendered = (conf.parent / "default.conf").read_text(encoding="utf-8")
     assert "$http_upgrade" in rendered
-    assert "$host;" in rendered
+    assert "$host$site_port;" in rendered
     for text in (rendered, conf.read_text(encoding="utf-8")):
         directives = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
         assert not [line for line in directives if "${" in line]

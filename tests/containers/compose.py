@@ -24,7 +24,8 @@ import yaml
 from tests.e2e.stack import LOOPBACK, free_ports, read_dotenv
 
 COMMAND_TIMEOUT = 900.0
-# `up --wait` on a built image must be healthy within this (measured here: about 18 s).
+# `up --wait` on a built image must be healthy within this, or `up` fails (--wait-timeout);
+# measured here: about 18 s.
 UP_TIMEOUT = 120
 # Compose 2.26 starts log lines with a clear-line escape even with --no-color and no terminal.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -318,6 +319,15 @@ class ComposeStack:
                 lines.setdefault(name.strip(), []).append(text.removeprefix(" "))
         return lines
 
+    def daphne_clients(self) -> dict[tuple[int, int], int]:
+        """Like daphne_connections, but only connections that last: the smaller count of two
+        samples 0.3 s apart. Health probes (nginx's /ws/healthz, healthcheck.py) open and close a
+        connection every few seconds; a client's stays."""
+        first = self.daphne_connections()
+        time.sleep(0.3)
+        second = self.daphne_connections()
+        return {key: min(count, first.get(key, 0)) for key, count in second.items()}
+
     def daphne_connections(self) -> dict[tuple[int, int], int]:
         """{(replica, pid): client connections it holds} for every Daphne of the stack."""
         held = {}
@@ -346,7 +356,18 @@ class ComposeStack:
         """Start a container of the project's image on its network (not a compose service);
         return its id. It only exists to occupy something, such as an address."""
         result = subprocess.run(
-            ["docker", "run", "--detach", "--network", self.network, self.image, *argv],  # noqa: S607
+            [  # noqa: S607
+                "docker",
+                "run",
+                "--detach",
+                "--network",
+                self.network,
+                # The project's label, so that `down` removes it even if its test never did.
+                "--label",
+                f"com.docker.compose.project={self.name}",
+                self.image,
+                *argv,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -379,13 +400,12 @@ class ComposeStack:
 
     def gateway(self) -> str:
         """The address nginx sees a host client come from: the project network's gateway."""
-        network = f"{self.name}_default"
         result = subprocess.run(
             [  # noqa: S607
                 "docker",
                 "network",
                 "inspect",
-                network,
+                self.network,
                 "--format",
                 "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
             ],

@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import time
-from uuid import uuid4
 
 import pytest
 from websockets.exceptions import InvalidHandshake
@@ -17,7 +16,7 @@ from websockets.exceptions import InvalidHandshake
 from tests.conftest import report
 from tests.containers.compose import ComposeError, ComposeStack
 from tests.containers.conftest import missing
-from tests.e2e.clients import ChatClient, eventually, http_get, join
+from tests.e2e.clients import ChatClient, eventually, http_get, join, unique
 
 pytestmark = pytest.mark.containers
 
@@ -26,11 +25,6 @@ RECOVERY_TIMEOUT = 90.0
 SQUATTERS = 8
 # Clients opened, at most, to have one on every Daphne process.
 MAX_CLIENTS = 40
-
-
-def unique(prefix: str) -> str:
-    """A room name no other test uses."""
-    return f"{prefix}-{uuid4().hex[:8]}"
 
 
 def page_ok(stack: ComposeStack) -> bool:
@@ -48,13 +42,13 @@ async def chat_on_every_daphne(stack: ComposeStack, timeout: float) -> bool:
     room = unique("back")
     clients: list[ChatClient] = []
     try:
-        expected = len(await asyncio.to_thread(stack.daphne_connections))
+        expected = len(await asyncio.to_thread(stack.daphne_clients))
         holders: set[tuple[int, int]] = set()
         while len(holders) < expected or len(clients) < 2:
             if len(clients) >= MAX_CLIENTS:
                 return False
             clients.append(await join(stack, room))
-            now = await asyncio.to_thread(stack.daphne_connections)
+            now = await asyncio.to_thread(stack.daphne_clients)
             holders = {key for key, count in now.items() if count}
         await clients[0].say("again")
         await eventually(lambda: all(c.messages == ["again"] for c in clients), timeout=timeout)
@@ -132,7 +126,7 @@ def test_crashed_server_process_is_restarted(compose_stack: ComposeStack) -> Non
 
     async def scenario() -> tuple[tuple[int, int], int, float]:
         clients = await members(stack, unique("crash"), 2)
-        holders = sorted(key for key, count in stack.daphne_connections().items() if count)
+        holders = sorted(key for key, count in stack.daphne_clients().items() if count)
         number, pid = holders[0]
         restarts = replica(stack, number)["RestartCount"]
         started = time.monotonic()
@@ -146,7 +140,7 @@ def test_crashed_server_process_is_restarted(compose_stack: ComposeStack) -> Non
         return (number, pid), restarts, seconds
 
     (number, pid), restarts, seconds = asyncio.run(scenario())
-    running = stack.daphne_connections()
+    running = stack.daphne_clients()
     assert len(running) == 2, f"two Daphne processes again: {running}"
     if stack.process_manager == "supervisor":
         assert (number, pid) not in running, "supervisor started a new process"

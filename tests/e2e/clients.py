@@ -16,6 +16,7 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import quote
+from uuid import uuid4
 
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -66,6 +67,11 @@ class PageParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "script":
             self._script_id = None
+
+
+def unique(prefix: str) -> str:
+    """A room name no other test uses."""
+    return f"{prefix}-{uuid4().hex[:8]}"
 
 
 def http_get(stack: Stack, path: str, *, host: str | None = None) -> tuple[int, dict, bytes]:

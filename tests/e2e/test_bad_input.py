@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from uuid import uuid4
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.e2e.clients import ChatClient, eventually, join, open_ws, room_path
+from tests.e2e.clients import ChatClient, eventually, join, open_ws, room_path, unique
 from tests.e2e.stack import NGINX_UPSTREAM_RESET, Stack
 
 QUIET_SECONDS = 0.5
@@ -30,7 +29,8 @@ BAD_FRAMES: dict[str, str | bytes] = {
     # 10 KB that nests past the JSON parser's recursion limit.
     "nested-5000": "[" * 5000 + "]" * 5000,
 }
-# Sockets that each send a crashing frame in their own room, then leave: none may stay subscribed.
+# Sockets that each send a frame that once crashed the consumer, in a room of their own, then
+# leave: none may stay subscribed.
 LEAK_PROBES = 50
 BAD_ROOMS = {
     "slash": "a/b",
@@ -39,11 +39,6 @@ BAD_ROOMS = {
     "500-characters": "r" * 500,
     "non-ascii": "caf\u00e9",
 }
-
-
-def unique(prefix: str) -> str:
-    """A room name no other test uses."""
-    return f"{prefix}-{uuid4().hex[:8]}"
 
 
 async def still_chatting(first: ChatClient, second: ChatClient, tag: str) -> None:
@@ -118,7 +113,7 @@ def test_bad_room_name_is_refused_clearly(stack: Stack, room: str) -> None:
 
 
 @pytest.mark.e2e
-def test_sockets_that_sent_crashing_frames_leave_nothing_in_redis(stack: Stack) -> None:
+def test_sockets_that_sent_nested_frames_leave_nothing_in_redis(stack: Stack) -> None:
     sizes = stack.log_sizes()
     before = stack.redis_subscriptions()
 

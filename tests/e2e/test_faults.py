@@ -14,7 +14,6 @@ import re
 import signal
 import threading
 import time
-from uuid import uuid4
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.e2e.clients import (
     page_state,
     round_trip,
     type_message,
+    unique,
     wait_for_page,
 )
 from tests.e2e.stack import (
@@ -58,11 +58,6 @@ def supervisor_program(stack: Stack, program: str) -> configparser.SectionProxy:
         if program in parser[name].get("command", "").split()
     ]
     return section
-
-
-def unique(prefix: str) -> str:
-    """A room name no other test uses."""
-    return f"{prefix}-{uuid4().hex[:8]}"
 
 
 @pytest.mark.e2e
@@ -267,14 +262,16 @@ def _stays_ok(statuses: list[tuple[float, int]], since: float) -> bool:
     return all(status == 200 for moment, status in statuses if moment >= since)
 
 
-# The consumer's ECHO_SECONDS (chat/consumers.py) and some slack.
+# The consumer's ECHO_SECONDS (chat/consumers.py), plus slack; and what it tells the sender.
 REPORT_SECONDS = 5 + 5
+NOT_DELIVERED = "your message may not have been delivered"
 
 
 @pytest.mark.e2e
 def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) -> None:
     """Sent the moment Redis is back, before the layer has resubscribed: a message may be lost,
-    but never silently. Its sender gets it back, or an error frame saying it was not delivered."""
+    but not silently to its sender, who gets it back or is told it may not have been delivered.
+    (Members on another process may still miss it unseen: see the consumer's comment.)"""
     room = unique("returns")
 
     async def scenario() -> None:
@@ -296,6 +293,8 @@ def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) ->
             what=lambda: str([(c.messages, c.errors) for c in clients]),
         )
         assert not [client for client in clients if client.closed]
+        told = {error for client in clients for error in client.errors}
+        assert told <= {NOT_DELIVERED}, told
         await asyncio.gather(*(client.close() for client in clients))
 
     asyncio.run(asyncio.wait_for(scenario(), 90))

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from uuid import uuid4
 
 import pytest
 
-from tests.e2e.clients import eventually, join
+from tests.e2e.clients import eventually, join, unique
 from tests.e2e.stack import Stack
 
 # Time a duplicate or a stray message would need to show up after the expected ones arrived.
 QUIET_SECONDS = 0.5
-# Connections spread unevenly over processes sharing a socket: give up on a second PID after this.
-MAX_CLIENTS = 40
-
-
-def unique(prefix: str) -> str:
-    """A room name no other test uses."""
-    return f"{prefix}-{uuid4().hex[:8]}"
 
 
 @pytest.mark.e2e

@@ -27,7 +27,7 @@ MAX_FRAME_CHARS = 12 * MAX_MESSAGE_CHARS + 1024
 lost_messages = itertools.count(1)
 # How long a sender's own copy of its message may take to come back before it is told of a loss.
 ECHO_SECONDS = 5.0
-NOT_DELIVERED = {"type": "error", "error": "your message was not delivered; send it again"}
+NOT_DELIVERED = {"type": "error", "error": "your message may not have been delivered"}
 
 
 class FrameError(ValueError):
@@ -136,8 +136,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         }
         if await self.broadcast(event):
             # The sender is a member of its room: its own copy coming back shows the message
-            # went through Redis. None does when Redis dropped it (a message published in the
-            # moment a restarted Redis has no subscriptions yet, or this process's are lost).
+            # went through Redis. None does when Redis dropped it (published in the moment a
+            # restarted Redis has no subscriptions yet). A proxy, not a receipt: members on
+            # another process may still miss a message whose sender got it back, and a copy
+            # later than ECHO_SECONDS is reported though it arrives.
             self.awaiting_echo[self.sent] = asyncio.get_running_loop().call_later(
                 ECHO_SECONDS, self.echo_missing, self.sent
             )
@@ -149,7 +151,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_send(self.group, event)
         except Exception as error:  # noqa: BLE001 - retried once, then reported below
             # After a Redis restart, each process's first use of a pooled connection fails: it
-            # died with the old server. The retry takes a fresh one.
+            # died with the old server. The retry takes a fresh one. (Should the first publish
+            # have reached Redis after all, the room sees the message twice.)
             logger.warning("broadcast retried once: %s: %s", type(error).__name__, error)
             try:
                 await self.channel_layer.group_send(self.group, event)

@@ -18,7 +18,8 @@ from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # nginx sends HTTP to uWSGI; this serves it only under runserver or a direct Daphne.
+        # nginx sends pages to uWSGI; Daphne serves HTTP under runserver, and /ws/healthz (nginx's
+        # healthcheck) in the stack.
         "http": django_asgi_app,
         # The validator refuses handshakes whose Origin is not in ALLOWED_HOSTS (or is missing).
         "websocket": AllowedHostsOriginValidator(

@@ -302,6 +302,7 @@ class Project:
     services: dict[str, dict]  # compose services, with ${VAR} expanded
     nginx_service: str
     nginx_template: str  # as written
+    nginx_main_template: str | None  # nginx.conf.template as written (None: the image's own)
     nginx: Directive  # as rendered from the nginx service's environment
     nginx_main: Directive | None  # nginx.conf.template, rendered (None: the image's own)
     servers: list[Server]
@@ -481,7 +482,8 @@ def load_project(root: Path) -> Project | Problem:
         compose_raw=compose_raw,
         services=services,
         nginx_service=nginx_service,
-        nginx_template=template + (main_template or ""),
+        nginx_template=template,
+        nginx_main_template=main_template,
         nginx=parse_nginx(render_nginx_template(template, nginx_env)),
         nginx_main=None
         if main_template is None
@@ -935,18 +937,21 @@ def check_nginx_template_variables(project: Project) -> Iterator[Problem]:
     """stack.E010: every ${VAR} in the nginx template is set in the nginx service's environment."""
     service = project.services[project.nginx_service]
     known = set(service_environment(nginx_base_env(service, project.env), service))
-    used = {
-        name
-        for word in nginx_words(project.nginx_template)
-        for name in re.findall(r"\$\{(\w+)\}", word)
+    templates = {
+        NGINX_TEMPLATE: project.nginx_template,
+        NGINX_MAIN_TEMPLATE: project.nginx_main_template,
     }
-    for name in sorted(used - known):
-        yield Problem(
-            "stack.E010",
-            (NGINX_TEMPLATE, COMPOSE),
-            f"{braced(name)} is not set in service {project.nginx_service!r}'s environment, so "
-            "nginx keeps it as literal text",
-        )
+    for file, text in templates.items():
+        used = {
+            name for word in nginx_words(text or "") for name in re.findall(r"\$\{(\w+)\}", word)
+        }
+        for name in sorted(used - known):
+            yield Problem(
+                "stack.E010",
+                (file, COMPOSE),
+                f"{braced(name)} is not set in service {project.nginx_service!r}'s environment, "
+                "so nginx keeps it as literal text",
+            )
 
 
 def undefined(project: Project, names: set[str]) -> list[str]:

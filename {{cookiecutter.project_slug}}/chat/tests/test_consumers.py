@@ -147,7 +147,7 @@ async def test_lost_broadcast_is_reported_to_the_sender_and_counted(monkeypatch,
     async with connected("/ws/chat/lobby/") as client:
         await client.send_to(text_data=json.dumps({"message": "lost"}))
         reply = await client.receive_json_from()
-        assert reply == {"type": "error", "error": "your message was not delivered; send it again"}
+        assert reply == consumers.NOT_DELIVERED
         await client.send_to(text_data=json.dumps({"message": "still here"}))
         assert (await client.receive_json_from())["message"] == "still here"
     records = [r for r in caplog.records if r.name == "chat.consumers"]
