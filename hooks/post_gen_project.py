@@ -21,6 +21,9 @@ REMOVE_WHEN: Final[dict[tuple[str, str], tuple[str, ...]]] = {
 }
 
 SECRET_KEY_LINE: Final = "DJANGO_SECRET_KEY="
+# Where the bake happened on the baking machine: meaningless in the project's repository, and
+# a path of someone's disk in every clone of it.
+MACHINE_KEYS: Final = ("_output_dir", "_repo_dir", "_checkout")
 
 
 def remove_unselected_paths(answers: dict) -> None:
@@ -48,6 +51,14 @@ def write_env_file() -> None:
     env_file.chmod(0o600)
 
 
+def record_answers_only() -> None:
+    """Keep the answers in .cookiecutter.json, without the baking machine's paths."""
+    path = Path(".cookiecutter.json")
+    answers = json.loads(path.read_text(encoding="utf-8"))
+    kept = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
+    path.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
+
+
 def run_config_checker() -> None:
     """Run the project's own deploy/check.py; its failure fails the bake."""
     result = subprocess.run([sys.executable, "deploy/check.py"], check=False)  # noqa: S603
@@ -73,6 +84,7 @@ def main() -> None:
     """The steps, in order."""
     remove_unselected_paths(ANSWERS)
     write_env_file()
+    record_answers_only()
     run_config_checker()
     print_next_steps(ANSWERS)
 

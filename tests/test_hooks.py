@@ -1,6 +1,7 @@
 """The hooks: bad answers are refused before anything is written; post-gen finishes the job."""
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -191,3 +192,13 @@ def test_long_project_name_bakes_with_a_short_slug(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (project,) = tmp_path.iterdir()
     assert project.name == "_".join(["chat"] * 10)
+
+
+def test_recorded_answers_hold_no_path_of_the_baking_machine(bake: Bake, tmp_path: Path) -> None:
+    """.cookiecutter.json keeps the answers (and the template), not where the bake ran."""
+    project = bake(project_name="Recorded")
+    recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert recorded["project_name"] == "Recorded"
+    assert "_template" in recorded
+    assert not {"_output_dir", "_repo_dir", "_checkout"} & set(recorded)
+    assert str(project.parent) not in json.dumps(recorded)

@@ -72,6 +72,20 @@ def test_workflow_matches_the_github_schema(project: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_dependabot_config_matches_its_schema(project: Path) -> None:
+    """.github/dependabot.yml validates against Dependabot's schema."""
+    result = run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.dependabot",
+            ".github/dependabot.yml",
+        ],
+        project,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dockerfile_passes_hadolint(project: Path) -> None:
     """hadolint finds nothing in the Dockerfile (each ignored rule is justified in a comment)."""
     result = run([str(BIN / "hadolint"), "deploy/Dockerfile"], project)
