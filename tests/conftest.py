@@ -30,6 +30,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """When a test on a running stack fails (native or containers: anything with log_tails()),
+    attach the tail of every server's log to its report."""
+    result = yield
+    if result.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if callable(getattr(value, "log_tails", None)):
+                result.sections.append((f"server logs ({name})", value.log_tails()))
+    return result
+
+
 def require_binary(name: str, search_path: str | None = None) -> str:
     """Return the path of `name`; skip the test without it, or fail when REQUIRE_E2E=1 (CI).
 

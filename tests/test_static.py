@@ -49,40 +49,18 @@ def test_compose_file_passes_the_compose_parser(project: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_file_matches_the_compose_spec_schema(project: Path) -> None:
-    """compose.yaml validates against the Compose Specification JSON schema."""
-    result = run(
-        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
-        project,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_workflow_matches_the_github_schema(project: Path) -> None:
-    """The generated CI workflow validates against GitHub's workflow schema."""
-    result = run(
-        [
-            str(BIN / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.github-workflows",
-            ".github/workflows/ci.yml",
-        ],
-        project,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_dependabot_config_matches_its_schema(project: Path) -> None:
-    """.github/dependabot.yml validates against Dependabot's schema."""
-    result = run(
-        [
-            str(BIN / "check-jsonschema"),
-            "--builtin-schema",
-            "vendor.dependabot",
-            ".github/dependabot.yml",
-        ],
-        project,
-    )
+@pytest.mark.parametrize(
+    ("schema", "file"),
+    [
+        ("vendor.compose-spec", "compose.yaml"),
+        ("vendor.github-workflows", ".github/workflows/ci.yml"),
+        ("vendor.dependabot", ".github/dependabot.yml"),
+    ],
+    ids=["compose-spec", "github-workflow", "dependabot"],
+)
+def test_file_matches_its_published_schema(project: Path, schema: str, file: str) -> None:
+    """compose.yaml, the CI workflow and the Dependabot config validate against their schemas."""
+    result = run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, file], project)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -415,7 +415,7 @@ class ComposeStack:
         )
         return result.stdout.strip()
 
-    def log_dump(self) -> str:
+    def log_tails(self) -> str:
         """The tail of every service's log, for a failure report."""
         return ANSI_ESCAPE.sub(
             "", self.compose("logs", "--no-color", "--tail", "60", check=False).stdout

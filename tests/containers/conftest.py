@@ -93,14 +93,3 @@ def compose_stack(
         yield stack
     finally:
         stack.down()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """When a container test fails, attach the tail of every service's log to its report."""
-    result = yield
-    if result.failed:
-        stack = getattr(item, "funcargs", {}).get("compose_stack")
-        if isinstance(stack, ComposeStack):
-            result.sections.append((f"compose logs ({stack.name})", stack.log_dump()))
-    return result

@@ -16,15 +16,13 @@ from websockets.exceptions import InvalidHandshake
 from tests.conftest import report
 from tests.containers.compose import ComposeError, ComposeStack
 from tests.containers.conftest import missing
-from tests.e2e.clients import ChatClient, eventually, http_get, join, unique
+from tests.e2e.clients import ChatClient, eventually, http_get, join, join_every_daphne, unique
 
 pytestmark = pytest.mark.containers
 
 RECOVERY_TIMEOUT = 90.0
 # Containers started, at most, to take a stopped server's address.
 SQUATTERS = 8
-# Clients opened, at most, to have one on every Daphne process.
-MAX_CLIENTS = 40
 
 
 def page_ok(stack: ComposeStack) -> bool:
@@ -42,14 +40,7 @@ async def chat_on_every_daphne(stack: ComposeStack, timeout: float) -> bool:
     room = unique("back")
     clients: list[ChatClient] = []
     try:
-        expected = len(await asyncio.to_thread(stack.daphne_clients))
-        holders: set[tuple[int, int]] = set()
-        while len(holders) < expected or len(clients) < 2:
-            if len(clients) >= MAX_CLIENTS:
-                return False
-            clients.append(await join(stack, room))
-            now = await asyncio.to_thread(stack.daphne_clients)
-            holders = {key for key, count in now.items() if count}
+        await join_every_daphne(stack, room, clients, at_least=2)
         await clients[0].say("again")
         await eventually(lambda: all(c.messages == ["again"] for c in clients), timeout=timeout)
         return True

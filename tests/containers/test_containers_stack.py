@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from tests.conftest import report
 from tests.containers.compose import ComposeStack, seconds_between
 from tests.e2e.clients import (
+    MAX_CLIENTS,
     UWSGI_REQUEST,
     ChatClient,
     PageParser,
@@ -36,8 +37,6 @@ from tests.e2e.stack import LOOPBACK
 APP_UID = "10001"
 # Daphne's access log: `ADDRESS:PORT - - [date] "WSCONNECT /ws/chat/room/" - -`.
 DAPHNE_CONNECT = re.compile(r'^(?P<peer>\S+):\d+ - - \[[^]]+\] "WSCONNECT (?P<path>\S+)"', re.M)
-# Clients opened, at most, to find two Daphne processes that each hold some.
-MAX_CLIENTS = 40
 # Time a duplicate or a stray message would need to show up after the expected ones arrived.
 QUIET_SECONDS = 0.5
 

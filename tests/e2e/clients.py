@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from tests.e2e.stack import Stack
 
 RECEIVE_TIMEOUT = 10.0
+# Clients opened, at most, to have one on every Daphne process: the kernel spreads connections
+# over processes sharing a socket unevenly.
+MAX_CLIENTS = 40
 
 # uwsgi.ini's log-format: `uwsgi worker=%(wid) pid=%(pid) %(addr) "%(method) %(uri) %(proto)" ...`
 UWSGI_REQUEST = re.compile(
@@ -204,6 +207,21 @@ async def round_trip(stack: Stack, room: str, text: str, timeout: float) -> bool
         return False
     finally:
         await asyncio.gather(first.close(), second.close(), return_exceptions=True)
+
+
+async def join_every_daphne(
+    stack: Stack, room: str, clients: list[ChatClient], *, at_least: int
+) -> None:
+    """Join `room` until `clients` holds at least `at_least` members and every Daphne process
+    holds one of them (`stack.daphne_clients()`: {process: client connections}). It appends as
+    it goes, so the caller can close every client whatever happens."""
+    while True:
+        if len(clients) >= at_least:
+            held = await asyncio.to_thread(stack.daphne_clients)
+            if held and all(held.values()):
+                return
+        assert len(clients) < MAX_CLIENTS, f"{MAX_CLIENTS} clients and a Daphne holds none"
+        clients.append(await join(stack, room))
 
 
 # --- The room page in a browser ------------------------------------------------------------------

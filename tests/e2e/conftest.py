@@ -111,16 +111,3 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """When a full-stack test fails, attach the tail of every server's log to its report."""
-    report = yield
-    if report.failed:
-        running = getattr(item, "funcargs", {}).get("stack")
-        if isinstance(running, Stack):
-            report.sections.append(
-                (f"server logs ({running.process_manager})", running.log_tails())
-            )
-    return report

@@ -738,6 +738,13 @@ class Stack:
         candidates = [server.pid, *descendants(server.pid)]
         return [pid for pid in candidates if is_alive(pid) and " daphne " in f" {_argv0s(pid)} "]
 
+    def daphne_clients(self) -> dict[int, int]:
+        """{Daphne pid: client connections it holds} (every Daphne, 0 for one holding none)."""
+        port = int(self.env["ASGI_PORT"])
+        return {
+            pid: len(held) for pid, held in established_sockets(self.daphne_pids(), port).items()
+        }
+
     def uwsgi_master_and_workers(self) -> tuple[int, list[int]]:
         """uWSGI's master PID and its workers' PIDs."""
         server = self.wsgi_server
