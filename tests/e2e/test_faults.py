@@ -22,6 +22,7 @@ from tests.e2e.clients import (
     eventually,
     http_get,
     join,
+    join_every_daphne,
     open_room_page,
     page_messages,
     page_state,
@@ -41,8 +42,6 @@ from tests.e2e.stack import (
 
 # A consumer that failed: Daphne's report of an exception in the application, or our own log.
 CONSUMER_FAILURE = re.compile(r"Exception inside application|chat\.consumers")
-# Clients opened, at most, to have one on every Daphne process.
-MAX_CLIENTS = 40
 # Messages must flow again this soon after Redis is back.
 RECOVERY_SECONDS = 10
 RESTART_TIMEOUT = 20
@@ -129,50 +128,6 @@ def test_messages_flow_again_after_redis_restarts(stack: Stack) -> None:
     asyncio.run(asyncio.wait_for(recovered(), RECOVERY_SECONDS + 30))
     died = sorted(pid for pid in others if not is_alive(pid))
     assert died == [], "server processes died while Redis restarted"
-
-
-async def members_on_every_daphne(stack: Stack, room: str) -> list[ChatClient]:
-    """At least four clients in `room`, and at least one on every Daphne process."""
-    pids, port = stack.daphne_pids(), int(stack.env["ASGI_PORT"])
-    clients = [await join(stack, room) for _ in range(4)]
-    while len([p for p, held in established_sockets(pids, port).items() if held]) < len(pids):
-        assert len(clients) < MAX_CLIENTS, "every client landed on one Daphne"
-        clients.append(await join(stack, room))
-    return clients
-
-
-@pytest.mark.e2e
-def test_sockets_open_across_a_redis_restart_keep_chatting(stack: Stack) -> None:
-    """Clients connected before Redis restarts (on every Daphne process) send afterwards: each
-    message reaches everyone, no socket is closed, and nobody gets an error. A process's first
-    broadcast meets a connection that died with the old Redis; the consumer retries it."""
-    sizes = stack.log_sizes()
-    room = unique("across")
-
-    async def scenario() -> None:
-        clients = await members_on_every_daphne(stack, room)
-        await asyncio.to_thread(stack.restart, stack.redis_service)
-        # The layer resubscribes once Redis is back; a fresh round trip says it has.
-        deadline = time.monotonic() + RECOVERY_SECONDS
-        while not await round_trip(stack, unique("ready"), "ready", timeout=1):
-            assert time.monotonic() < deadline, "no round trip after Redis came back"
-        texts = [f"after restart {index}" for index in range(len(clients))]
-        for client, text in zip(clients, texts, strict=True):
-            await client.say(text)
-        await eventually(
-            lambda: all(len(client.messages) >= len(texts) for client in clients),
-            what=lambda: str([(c.messages, c.errors, c.close_code) for c in clients]),
-        )
-        assert [sorted(client.messages) for client in clients] == [sorted(texts)] * len(clients)
-        assert [client.errors for client in clients] == [[]] * len(clients)
-        assert not [client for client in clients if client.closed]
-        await asyncio.gather(*(client.close() for client in clients))
-
-    asyncio.run(asyncio.wait_for(scenario(), 90))
-    # channels_redis logs its own lost connection (an operator's fault, not a client's); no
-    # consumer may fail over it.
-    errors = stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET)
-    assert not [line for line in errors if CONSUMER_FAILURE.search(line)], errors
 
 
 @pytest.mark.e2e
@@ -272,10 +227,12 @@ def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) ->
     """Sent the moment Redis is back, before the layer has resubscribed: a message may be lost,
     but not silently to its sender, who gets it back or is told it may not have been delivered.
     (Members on another process may still miss it unseen: see the consumer's comment.)"""
+    sizes = stack.log_sizes()
     room = unique("returns")
 
     async def scenario() -> None:
-        clients = await members_on_every_daphne(stack, room)
+        clients: list[ChatClient] = []
+        await join_every_daphne(stack, room, clients, at_least=4)
         await asyncio.to_thread(stack.restart, stack.redis_service)
         texts = [f"as redis returns {index}" for index in range(len(clients))]
         for client, text in zip(clients, texts, strict=True):
@@ -298,3 +255,7 @@ def test_message_sent_as_redis_returns_is_delivered_or_reported(stack: Stack) ->
         await asyncio.gather(*(client.close() for client in clients))
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+    # channels_redis logs its own lost connection (an operator's fault, not a client's); no
+    # consumer may fail over it.
+    errors = stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET)
+    assert not [line for line in errors if CONSUMER_FAILURE.search(line)], errors

@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -28,6 +29,21 @@ lost_messages = itertools.count(1)
 # How long a sender's own copy of its message may take to come back before it is told of a loss.
 ECHO_SECONDS = 5.0
 NOT_DELIVERED = {"type": "error", "error": "your message may not have been delivered"}
+
+
+async def retrying_once(what: str, operation: Callable[[], Awaitable[object]]) -> None:
+    """Run a channel-layer call; when it fails, log one line and run it once more (whose error,
+    if any, is the caller's to handle).
+
+    After a Redis restart, each process's first use of a pooled connection fails: it died with
+    the old server. The retry takes a fresh one. (Should a failed publish have reached Redis
+    after all, the room sees the message twice.)
+    """
+    try:
+        await operation()
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        logger.warning("%s retried once: %s: %s", what, type(error).__name__, error)
+        await operation()
 
 
 class FrameError(ValueError):
@@ -72,7 +88,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.sent = 0  # this socket's messages so far: each one's token
         self.awaiting_echo: dict[int, asyncio.TimerHandle] = {}  # token -> its loss report
         self.reports: set[asyncio.Task] = set()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        try:
+            await retrying_once(
+                "joining a room",
+                lambda: self.channel_layer.group_add(self.group, self.channel_name),
+            )
+        except Exception as error:  # noqa: BLE001 - refuse this handshake, say why in one line
+            logger.warning(
+                "handshake refused, room not joined: %s: %s", type(error).__name__, error
+            )
+            self.group = None  # nothing to leave
+            await self.close()
+            return
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -148,18 +175,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Hand a message to the room's group, retrying once; False, with the sender told, when
         it could not be."""
         try:
-            await self.channel_layer.group_send(self.group, event)
-        except Exception as error:  # noqa: BLE001 - retried once, then reported below
-            # After a Redis restart, each process's first use of a pooled connection fails: it
-            # died with the old server. The retry takes a fresh one. (Should the first publish
-            # have reached Redis after all, the room sees the message twice.)
-            logger.warning("broadcast retried once: %s: %s", type(error).__name__, error)
-            try:
-                await self.channel_layer.group_send(self.group, event)
-            except Exception as error:  # noqa: BLE001 - the sender must hear of the loss
-                self.report_lost(f"{type(error).__name__}: {error}")
-                await self.send_json(NOT_DELIVERED)
-                return False
+            await retrying_once(
+                "broadcast", lambda: self.channel_layer.group_send(self.group, event)
+            )
+        except Exception as error:  # noqa: BLE001 - the sender must hear of the loss
+            self.report_lost(f"{type(error).__name__}: {error}")
+            await self.send_json(NOT_DELIVERED)
+            return False
         return True
 
     def echo_missing(self, token: int) -> None:

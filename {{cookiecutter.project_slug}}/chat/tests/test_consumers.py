@@ -223,3 +223,42 @@ async def test_message_redis_dropped_is_reported_to_its_sender(monkeypatch, capl
     lines = [r.getMessage() for r in caplog.records if r.name == "chat.consumers"]
     assert len(lines) == 1
     assert "no copy came back" in lines[0]
+
+
+async def test_joining_a_room_meeting_a_broken_connection_is_retried(monkeypatch, caplog) -> None:
+    """The first group_add after a Redis restart fails on a dead pooled connection: the retry
+    joins the room, and the socket chats."""
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+    errors = iter([ConnectionError("connection closed by server")])
+
+    async def group_add(group: str, channel: str) -> None:
+        for error in errors:
+            raise error
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", group_add)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    async with connected("/ws/chat/lobby/") as client:
+        await client.send_to(text_data=json.dumps({"message": "joined"}))
+        assert (await client.receive_json_from())["message"] == "joined"
+    lines = [r.getMessage() for r in caplog.records if r.name == "chat.consumers"]
+    assert len(lines) == 1
+    assert "joining a room retried once" in lines[0]
+
+
+async def test_room_that_cannot_be_joined_refuses_the_handshake(monkeypatch, caplog) -> None:
+    """Both attempts fail: the handshake is refused, with one log line and no traceback."""
+    layer = get_channel_layer()
+
+    async def group_add(group: str, channel: str) -> None:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(layer, "group_add", group_add)
+    caplog.set_level(logging.WARNING, logger="chat.consumers")
+    communicator = WebsocketCommunicator(application, "/ws/chat/lobby/", headers=[ORIGIN])
+    accepted, _ = await communicator.connect()
+    assert not accepted
+    records = [r for r in caplog.records if r.name == "chat.consumers"]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)] * 2
+    assert "handshake refused" in records[1].getMessage()
