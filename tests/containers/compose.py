@@ -319,6 +319,11 @@ class ComposeStack:
                 lines.setdefault(name.strip(), []).append(text.removeprefix(" "))
         return lines
 
+    def redis_subscriptions(self) -> int:
+        """How many pub/sub channels Redis has subscribers for (as the native Stack's)."""
+        output = self.exec("redis", "redis-cli", "PUBSUB", "CHANNELS", "*").stdout
+        return len(output.split())
+
     def daphne_clients(self) -> dict[tuple[int, int], int]:
         """Like daphne_connections, but only connections that last: the smaller count of two
         samples 0.3 s apart. Health probes (nginx's /ws/healthz, healthcheck.py) open and close a

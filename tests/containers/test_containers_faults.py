@@ -16,7 +16,15 @@ from websockets.exceptions import InvalidHandshake
 from tests.conftest import report
 from tests.containers.compose import ComposeError, ComposeStack
 from tests.containers.conftest import missing
-from tests.e2e.clients import ChatClient, eventually, http_get, join, join_every_daphne, unique
+from tests.e2e.clients import (
+    ChatClient,
+    chat_across,
+    eventually,
+    http_get,
+    join,
+    join_every_daphne,
+    unique,
+)
 
 pytestmark = pytest.mark.containers
 
@@ -90,10 +98,15 @@ def test_killed_server_service_is_started_again(compose_stack: ComposeStack) -> 
 
 
 def test_killed_redis_is_started_again(compose_stack: ComposeStack) -> None:
+    """Sockets open across the restart keep chatting (`chat_across`), and so do new ones."""
     stack = compose_stack
     started = time.monotonic()
-    stack.compose("kill", "redis")
-    stack.compose("start", "redis")
+
+    def restart() -> None:
+        stack.compose("kill", "redis")
+        stack.compose("start", "redis")
+
+    asyncio.run(asyncio.wait_for(chat_across(stack, unique("across"), restart, timeout=60), 120))
     seconds = asyncio.run(wait_until_chatting(stack, started))
     report(f"{stack.process_manager}: `kill redis` + `start`: chatting again in {seconds:.1f} s")
 

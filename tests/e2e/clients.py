@@ -224,6 +224,35 @@ async def join_every_daphne(
         clients.append(await join(stack, room))
 
 
+async def chat_across(stack, room: str, fault: Callable[[], object], *, timeout: float) -> None:
+    """Members on every Daphne process live through `fault` (a Redis restart) with their sockets
+    open: once Redis holds as many pub/sub subscriptions as before (`stack.redis_subscriptions()`),
+    each of them speaks, and every message reaches everyone; no socket closes, nobody is told of
+    an error. No client joins after the fault: a fresh subscription used to revive a process whose
+    pub/sub connection had stayed deaf (config/channel_layer.py), hiding exactly that."""
+    clients: list[ChatClient] = []
+    try:
+        await join_every_daphne(stack, room, clients, at_least=4)
+        subscribed = await asyncio.to_thread(stack.redis_subscriptions)
+        await asyncio.to_thread(fault)
+        deadline = time.monotonic() + timeout
+        while await asyncio.to_thread(stack.redis_subscriptions) < subscribed:
+            assert time.monotonic() < deadline, f"{subscribed} subscriptions not back in Redis"
+            await asyncio.sleep(0.1)
+        texts = [f"across {index}" for index in range(len(clients))]
+        for client, text in zip(clients, texts, strict=True):
+            await client.say(text)
+        await eventually(
+            lambda: all(len(client.messages) >= len(texts) for client in clients),
+            what=lambda: str([(c.messages, c.errors, c.close_code) for c in clients]),
+        )
+        assert [sorted(client.messages) for client in clients] == [sorted(texts)] * len(clients)
+        assert [client.errors for client in clients] == [[]] * len(clients)
+        assert not [client for client in clients if client.closed]
+    finally:
+        await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+
+
 # --- The room page in a browser ------------------------------------------------------------------
 
 # Every state #connection-state shows, in order (room.js sets data-state on each change).

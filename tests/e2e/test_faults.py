@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import functools
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from tests.e2e.clients import (
     ChatClient,
+    chat_across,
     eventually,
     http_get,
     join,
@@ -128,6 +130,17 @@ def test_messages_flow_again_after_redis_restarts(stack: Stack) -> None:
     asyncio.run(asyncio.wait_for(recovered(), RECOVERY_SECONDS + 30))
     died = sorted(pid for pid in others if not is_alive(pid))
     assert died == [], "server processes died while Redis restarted"
+
+
+@pytest.mark.e2e
+def test_sockets_open_across_a_redis_restart_keep_chatting(stack: Stack) -> None:
+    """`chat_across`, and no server logs an error over it (the layer logs warnings)."""
+    sizes = stack.log_sizes()
+    restart = functools.partial(stack.restart, stack.redis_service)
+    scenario = chat_across(stack, unique("across"), restart, timeout=RECOVERY_SECONDS)
+    asyncio.run(asyncio.wait_for(scenario, 90))
+    errors = stack.errors_since(sizes, allow=NGINX_UPSTREAM_RESET)
+    assert errors == [], errors
 
 
 @pytest.mark.e2e

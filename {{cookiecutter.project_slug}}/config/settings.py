@@ -125,7 +125,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # within 100 ms. core has a per-socket capacity and expiry: past them it drops messages (and logs
 # how many), where pubsub queues them in the Daphne process.
 CHANNEL_LAYER_BACKENDS = {
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pubsub": "config.channel_layer.ResilientPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
 

@@ -9,13 +9,6 @@ import asyncio
 import json
 import logging
 import logging.config
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -24,43 +17,6 @@ from chat.tests.conftest import connected
 from config.settings import CHANNEL_LAYER_BACKENDS, redis_channel_layer
 
 IDLE_SECONDS = 11
-
-
-def free_port() -> int:
-    """Ask the kernel for a free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start redis-server on a free port for this module and stop it by PID afterwards."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("REQUIRE_E2E") == "1":
-            pytest.fail("redis-server is not installed, and REQUIRE_E2E=1 forbids skipping")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    workdir: Path = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(  # noqa: S603 - a fixed binary and arguments
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"redis-server did not listen on port {port}")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 @pytest.mark.parametrize("kind", CHANNEL_LAYER_BACKENDS)
