@@ -9,14 +9,17 @@ subscription happens to revive it (about one restart in four on a two-process st
 that vanishes without closing the connection (its container gone, a network cut) leaves every
 process deaf for good.
 
-Here the receive loop alone owns that connection:
-- `_subscribed_to` is what the process wants; joining and leaving update it first, and tell Redis
-  only if the connection is up;
-- on any error the loop throws the connection away and opens a new one that subscribes to
-  everything wanted, in one command, backing off while Redis is down (one log line per outage,
-  one when it is back);
-- a connection silent for `IDLE_PING_SECONDS` is asked for a PONG and replaced if none comes
-  within `PONG_WAIT_SECONDS`.
+Here that connection is never patched, only replaced whole:
+- `_subscribed_to` is what the process wants. Joining and leaving update it first, then tell
+  Redis on the live connection; with none (at the first join, or while Redis is down) a join
+  tries to open one, so a socket is subscribed before it can send.
+- On any error the receive loop throws the connection away and opens a new one that subscribes to
+  everything wanted in one command, backing off while Redis is down: one WARNING line when the
+  connection is lost, one when it is back. redis-py's own retries are off on it.
+- A connection silent for `IDLE_PING_SECONDS` is asked for a PONG and replaced if none comes
+  within `PONG_WAIT_SECONDS`; publishing gives up after `PUBLISH_TIMEOUT_SECONDS` (stock, a
+  publish to a silent Redis waits for ever, holding the lock every join and publish of the
+  process needs).
 """
 
 from __future__ import annotations
@@ -68,9 +71,16 @@ class ResilientShardConnection(pubsub.RedisSingleShardConnection):
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
             self._ensure_receiver()
-            if channel not in self._subscribed_to:
-                self._subscribed_to.add(channel)
+            if channel in self._subscribed_to:
+                return
+            self._subscribed_to.add(channel)
+            if self._pubsub is not None:
                 await self._tell_redis("subscribe", channel)
+                return
+            # No connection yet (or Redis is down): open one now, so that a socket that joins a
+            # room is subscribed before its first message; failing that, the loop will.
+            with contextlib.suppress(Exception):
+                await self._connect_locked()
 
     async def unsubscribe(self, channel: str) -> None:
         async with self._lock:
@@ -106,16 +116,17 @@ class ResilientShardConnection(pubsub.RedisSingleShardConnection):
                     await asyncio.sleep(0.1)
                     continue
                 if self._pubsub is None:
-                    await self._connect()
+                    async with self._lock:
+                        await self._connect_locked()
+                if self._pubsub is not None:
+                    await self._receive_one()
                     if failures:
                         logger.warning(
                             "Redis pub/sub back after %.1f s: %d channels subscribed again",
                             time.monotonic() - lost_at,
                             len(self._subscribed_to),
                         )
-                    failures = 0
-                if self._pubsub is not None:
-                    await self._receive_one()
+                        failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - any fault: a new connection, never a dead loop
@@ -130,28 +141,28 @@ class ResilientShardConnection(pubsub.RedisSingleShardConnection):
                 await self._drop_pubsub()
                 await asyncio.sleep(min(0.1 * 2 ** (failures - 1), MAX_BACKOFF_SECONDS))
 
-    async def _connect(self) -> None:
-        """A new pub/sub connection, subscribed to every channel wanted, in one command."""
-        async with self._lock:
-            if not self._subscribed_to or self._pubsub is not None:
-                return
-            if self._listener is None:
-                # No retries: redis-py's own reconnect-and-resubscribe is what this class
-                # replaces, so every error reaches the loop.
-                listener_host = {
-                    **self.host,
-                    "retry": Retry(NoBackoff(), 0),
-                    "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                }
-                self._listener = aioredis.Redis(connection_pool=create_pool(listener_host))
-            connection = self._listener.pubsub()
-            try:
-                await connection.subscribe(*self._subscribed_to)
-            except BaseException:
-                await connection.aclose()
-                raise
-            self._pubsub = connection
-            self._heard_at, self._pinged_at = time.monotonic(), None
+    async def _connect_locked(self) -> None:
+        """A new pub/sub connection, subscribed to every channel wanted, in one command (the
+        caller holds the lock)."""
+        if not self._subscribed_to or self._pubsub is not None:
+            return
+        if self._listener is None:
+            # No retries: redis-py's own reconnect-and-resubscribe is what this class replaces,
+            # so every error reaches the loop.
+            listener_host = {
+                **self.host,
+                "retry": Retry(NoBackoff(), 0),
+                "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            }
+            self._listener = aioredis.Redis(connection_pool=create_pool(listener_host))
+        connection = self._listener.pubsub()
+        try:
+            await connection.subscribe(*self._subscribed_to)
+        except BaseException:
+            await connection.aclose()
+            raise
+        self._pubsub = connection
+        self._heard_at, self._pinged_at = time.monotonic(), None
 
     async def _receive_one(self) -> None:
         """Deliver the next message, if one comes within 0.1 s; ping a silent connection."""

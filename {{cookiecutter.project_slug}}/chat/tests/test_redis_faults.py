@@ -71,6 +71,19 @@ def layer_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name.startswith(("config.", "channels_redis"))]
 
 
+async def test_a_join_is_subscribed_when_it_returns(redis_server: RedisServer) -> None:
+    """The first join of a process opens the connection itself: a message sent the moment
+    group_add returns is heard (the receive loop alone would subscribe a moment later)."""
+    layer = resilient_layer(redis_server.url)
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "chat.message", "n": 1})
+        assert (await asyncio.wait_for(layer.receive(channel), 2))["n"] == 1
+    finally:
+        await layer.flush()
+
+
 async def test_every_member_hears_the_room_after_each_redis_restart(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
