@@ -14,25 +14,29 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from benchmarks import procstats
+from benchmarks.common import BENCH, log
+from harness.bake import read_env
+from harness.processes import tree
 from tests.containers import images
 from tests.containers.compose import ComposeStack, compose_cli, engine_reachable, seconds_between
-from tests.e2e.stack import cmdline, descendants, read_dotenv
 
-BENCH = Path(__file__).resolve().parent
 # The .env lines ComposeStack always changes (README.md, "Targets"); any other change it makes
 # is listed on the table's first line.
 EXPECTED_ENV_CHANGES = {"HTTP_PORT", "PUBLISH_ADDRESS"}
 
 
 class ContainerBench:
-    """One baked project brought up by `docker compose`; the same interface as run.Bench."""
+    """One baked project brought up by `docker compose`; the same interface as NativeBench."""
 
     target = "containers"
 
@@ -47,7 +51,7 @@ class ContainerBench:
         self.bins = bins
         # Before ComposeStack: it runs the nginx image to ask what the engine grants.
         self.images = {image: images.ensure(image) for image in images.named_images(project)}
-        baked = read_dotenv(project / ".env")
+        baked = read_env(project)
         self.stack = ComposeStack(project, f"bench-{os.getpid()}", cli, scale=[])
         if self.stack.process_manager == "compose":
             self.stack.scale = ["--scale", f"asgi={self.stack.env['ASGI_WORKERS']}"]
@@ -125,7 +129,7 @@ class ContainerBench:
         for the published port (it carries every request on 127.0.0.1, so it is the stack's)."""
         pids = set(port_proxies(self.http_port))
         for pid in self._main_pids:
-            pids.update([pid, *descendants(pid)])
+            pids.update(tree(pid))
         return sorted(pids)
 
     def memory(self) -> dict:
@@ -148,11 +152,10 @@ def port_proxies(port: int) -> list[int]:
     """PIDs of the docker-proxy processes publishing `port` (none when the engine runs without
     its userland proxy)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            words = cmdline(int(entry)).split()
-            if words and words[0].endswith("docker-proxy") and str(port) in words:
-                found.append(int(entry))
+    for process in psutil.process_iter(["cmdline"]):
+        words = process.info["cmdline"] or []
+        if words and words[0].endswith("docker-proxy") and str(port) in words:
+            found.append(process.pid)
     return found
 
 
@@ -160,3 +163,28 @@ def docker_text(*args: str) -> str:
     """The docker CLI's output, stripped ("" when it fails)."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
     return result.stdout.strip()
+
+
+# `docker compose up --wait` from nothing (images built) is timed this many times.
+COLD_STARTS = 3
+
+
+def container_cold_start(bench: ContainerBench, count: int) -> dict:
+    """`docker compose up --wait` from nothing but built images, `count` times; the last stays
+    up for the load."""
+    runs, downs = [], []
+    for index in range(count):
+        if index:
+            downs.append(bench.down())
+        log(f"cold start {index + 1} of {count}: docker compose up --detach --wait")
+        runs.append(bench.up())
+        log(f"  {runs[-1]['seconds']:.1f} s: {runs[-1]['timeline']}")
+    seconds = [run["seconds"] for run in runs]
+    middle = runs[seconds.index(statistics.median_low(seconds))]
+    return {
+        "cold_start_seconds": statistics.median(seconds),
+        "cold_start_runs": seconds,
+        "cold_start_phases": middle["timeline"],
+        "down_seconds_between": downs,
+        "process_manager": bench.stack.process_manager,
+    }

@@ -1,10 +1,11 @@
-"""CPU and memory of processes, read from /proc (Linux only).
+"""CPU and memory of the servers over a benchmark run, by role (nginx, uwsgi, daphne, ...).
 
-CPU comes from /proc/<pid>/stat: utime + stime are a process's own seconds; cutime + cstime are
-those of the children it has waited for (reaped). Seconds used over a run divided by the run's
-wall time are the cores those processes kept busy (`cpu_used`, `cpu_cores`). Memory is VmRSS
-(what `ps` shows; pages shared between forked workers count once per process) and Pss (shared
-pages split between sharers, so a sum over processes is the real footprint).
+CPU comes from psutil's cpu_times(): user + system are a process's own seconds; children_user +
+children_system are those of the children it has waited for (reaped). Seconds used over a run
+divided by the run's wall time are the cores those processes kept busy (`cpu_used`,
+`cpu_cores`). Memory is RSS (what `ps` shows; pages shared between forked workers count once per
+process) and PSS (shared pages split between sharers, so a sum over processes is the real
+footprint), from harness.processes.memory_kib.
 """
 
 from __future__ import annotations
@@ -14,41 +15,27 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from tests.e2e.stack import cmdline
+import psutil
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from harness.processes import cmdline, command_name, memory_kib
+
 # A snapshot is read again until two reads agree (`cpu_snapshot`); a reap is rare, so two or
 # three reads suffice, and this only bounds a pathological case.
 SNAPSHOT_TRIES = 5
 
 
 class Times(NamedTuple):
-    """One process's CPU seconds so far, as /proc/<pid>/stat gives them."""
+    """One process's CPU seconds so far."""
 
-    own: float  # utime + stime: its own threads
-    reaped: float  # cutime + cstime: the children it has waited for (and theirs)
+    own: float  # user + system: its own threads
+    reaped: float  # children_user + children_system: the children it has waited for (and theirs)
     parent: int
-    start: int  # clock ticks after boot: tells a process from a later one reusing its pid
+    start: float  # its start time: tells a process from a later one reusing its pid
     zombie: bool  # exited, not yet waited for: its seconds are final, not yet its parent's
 
     @property
     def total(self) -> float:
         return self.own + self.reaped
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of `pid` in KiB; (0, 0) once it is gone."""
-    rss = pss = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss, pss
 
 
 def role(pid: int) -> str:
@@ -82,14 +69,6 @@ def by_role(pids: Iterable[int]) -> dict[str, list[int]]:
     return roles
 
 
-def command_name(pid: int) -> str:
-    """/proc/<pid>/comm: the command name, kept while the process is a zombie."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 _ROLES: dict[int, str] = {}
 
 
@@ -101,19 +80,18 @@ def remembered_role(pid: int) -> str:
 def read_times(pid: int) -> Times | None:
     """`pid`'s Times, or None once it is gone (reaped)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            cpu = process.cpu_times()
+            return Times(
+                own=cpu.user + cpu.system,
+                reaped=cpu.children_user + cpu.children_system,
+                parent=process.ppid(),
+                start=process.create_time(),
+                zombie=process.status() == psutil.STATUS_ZOMBIE,
+            )
+    except psutil.Error:
         return None
-    # After the command name: state fields[0], ppid fields[1], utime fields[11], stime fields[12],
-    # the waited-for children's cutime fields[13] and cstime fields[14], starttime fields[19].
-    ticks = [int(value) for value in fields[11:15]]
-    return Times(
-        own=(ticks[0] + ticks[1]) / CLOCK_TICKS,
-        reaped=(ticks[2] + ticks[3]) / CLOCK_TICKS,
-        parent=int(fields[1]),
-        start=int(fields[19]),
-        zombie=fields[0] == "Z",
-    )
 
 
 def zombie_children(parents: set[int]) -> set[int]:
@@ -123,13 +101,13 @@ def zombie_children(parents: set[int]) -> set[int]:
     parent's cutime yet either: a uWSGI worker recycled at the end of a run is such a zombie
     until the master's next loop reaps it.
     """
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in parents:
-            times = read_times(int(entry))
-            if times is not None and times.zombie and times.parent in parents:
-                found.add(int(entry))
-    return found
+    return {
+        process.pid
+        for process in psutil.process_iter(["ppid", "status"])
+        if process.pid not in parents
+        and process.info["ppid"] in parents
+        and process.info["status"] == psutil.STATUS_ZOMBIE
+    }
 
 
 def cpu_snapshot(
@@ -164,7 +142,7 @@ def read_snapshot(pids: set[int]) -> dict[int, Times]:
     return {pid: times for pid in wanted if (times := read_times(pid)) is not None}
 
 
-def reaped_view(snapshot: dict[int, Times]) -> dict[int, tuple[int, float]]:
+def reaped_view(snapshot: dict[int, Times]) -> dict[int, tuple[float, float]]:
     """What a reap changes: which processes exist, and their reaped seconds."""
     return {pid: (times.start, times.reaped) for pid, times in snapshot.items()}
 
@@ -217,6 +195,17 @@ def cpu_cores(before: dict[int, Times], after: dict[int, Times], seconds: float)
     return sum(cpu_used(before, after).values()) / seconds if seconds > 0 else 0.0
 
 
+def cpu_by_role(before: dict[int, Times], after: dict[int, Times], seconds: float) -> dict:
+    """Cores per role between two snapshots (`cpu_used` says who counts: a recycled worker's
+    seconds count under its reaper, the uWSGI master), plus a "total"."""
+    roles: dict[str, float] = {}
+    for pid, used in cpu_used(before, after).items():
+        name = remembered_role(pid)
+        roles[name] = roles.get(name, 0.0) + used / seconds
+    roles["total"] = sum(roles.values())
+    return {key: round(value, 3) for key, value in roles.items()}
+
+
 def memory_by_role(pids: Iterable[int]) -> dict[str, dict[str, float]]:
     """{role: {"rss_mb", "pss_mb", "processes"}}, plus a "total" row."""
     table: dict[str, dict[str, float]] = {}
@@ -235,7 +224,7 @@ def memory_by_role(pids: Iterable[int]) -> dict[str, dict[str, float]]:
 
 
 def cpu_model() -> str:
-    """`<count> x <model name>` from /proc/cpuinfo."""
+    """`<count> x <model name>` from /proc/cpuinfo (psutil does not name the CPU)."""
     models = [
         line.split(":", 1)[1].strip()
         for line in Path("/proc/cpuinfo").read_text().splitlines()

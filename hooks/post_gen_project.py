@@ -2,10 +2,13 @@
 
 Runs inside the new project's folder. A failure exits 1, and cookiecutter then deletes the
 project, so a bake either succeeds whole or leaves nothing. Stdlib only (plus PyYAML, which
-cookiecutter installs, for the checker).
+cookiecutter installs, for the checks). The config checks run the template's
+hooks/bake_checks.py, found through `_repo_dir`: it runs the project's deploy/check.py and the
+rules that file does not ship.
 """
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -24,6 +27,8 @@ SECRET_KEY_LINE: Final = "DJANGO_SECRET_KEY="
 # Where the bake happened on the baking machine: meaningless in the project's repository, and
 # a path of someone's disk in every clone of it.
 MACHINE_KEYS: Final = ("_output_dir", "_repo_dir", "_checkout")
+# The template's own checks of a bake: deploy/check.py's rules and those it does not ship.
+BAKE_CHECKS: Final = "hooks/bake_checks.py"
 
 
 def remove_unselected_paths(answers: dict) -> None:
@@ -59,14 +64,97 @@ def record_answers_only() -> None:
     path.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
 
 
-def run_config_checker() -> None:
-    """Run the project's own deploy/check.py; its failure fails the bake."""
-    result = subprocess.run([sys.executable, "deploy/check.py"], check=False)  # noqa: S603
-    if result.returncode != 0:
+def link_to_template(answers: dict) -> None:
+    """Record the template's git address and commit in .cruft.json, for `cruft update`.
+
+    Only a plain `cookiecutter` bake has `_repo_dir` (the template's checkout); cruft's own
+    renders have `_commit` instead, and cruft writes .cruft.json itself. .cookiecutter.json gets
+    the same `_template` and `_commit` as cruft's renders, so an update's diff applies to it.
+    A folder, a changed checkout or an origin that is a path is not recorded: a path means
+    nothing in a clone of the project (README.md, "Updating from the template", links it later).
+    """
+    import re
+    from urllib.parse import urlsplit
+
+    repo_dir = answers.get("_repo_dir")
+    if not repo_dir or "_commit" in answers:
+        return
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", repo_dir, *args]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        except OSError:  # no git
+            return ""
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    path = Path(".cookiecutter.json")
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    url = commit = ""
+    is_checkout = Path(repo_dir).is_absolute() and git("rev-parse", "--show-toplevel") == str(
+        Path(repo_dir).resolve()
+    )
+    if is_checkout and not git("status", "--porcelain"):
+        url, commit = git("config", "--get", "remote.origin.url"), git("rev-parse", "HEAD")
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):  # no user name or token in a committed file
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    elif parts.scheme not in ("ssh", "git") and not re.match(r"[\w.-]+@[\w.-]+:", url):
+        url = ""  # a path, or nothing
+    if url and commit:
+        recorded |= {"_template": url, "_commit": commit}
+    elif not re.match(r"(?!file:)[\w+.@-]{2,}:", recorded.get("_template", "")):
+        recorded.pop("_template", None)  # a folder on this machine
+    path.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if not (url and commit):
+        print("Not linked to a template repository: README.md says how to link it for updates.")
+        return
+    state = {
+        "template": url,
+        "commit": commit,
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": recorded},
+        "directory": None,
+        "skip": [".env"],
+    }
+    Path(".cruft.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+
+def template_dir(answers: dict) -> Path | None:
+    """The template's folder, or None where it cannot be found.
+
+    cookiecutter runs this hook in the new project's folder while its own process works in the
+    template's folder (Linux: /proc/PID/cwd). `_repo_dir` names that folder for a plain bake, but
+    relative to where cookiecutter was started (the shell's PWD); cruft's renders have none.
+    """
+    repo_dir = Path(answers.get("_repo_dir") or ".")
+    candidates = (
+        repo_dir,
+        Path(f"/proc/{os.getppid()}/cwd"),
+        Path(os.environ.get("PWD", ".")) / repo_dir,
+    )
+    found = (path for path in candidates if (path / BAKE_CHECKS).is_file())
+    return next((path.resolve() for path in found), None)
+
+
+def run_config_checks(answers: dict) -> None:
+    """Run deploy/check.py's rules and the template's bake-time ones; a problem fails the bake."""
+    template = template_dir(answers)
+    if template is None and "_repo_dir" not in answers:
+        # cruft renders the template twice per update, into throwaway folders, without telling
+        # where the template is: the user's own bake was checked, and `make test` checks again.
+        print(f"Not running {BAKE_CHECKS}: the template's folder is unknown (a cruft render).")
+        return
+    if template is None:
         print(
-            "ERROR: deploy/check.py found configs that disagree (above); nothing was generated.",
+            f"ERROR: cannot find the template's {BAKE_CHECKS} from {answers['_repo_dir']!r}; "
+            "bake with an absolute template path. Nothing was generated.",
             file=sys.stderr,
         )
+        sys.exit(1)
+    result = subprocess.run([sys.executable, str(template / BAKE_CHECKS), "."], check=False)  # noqa: S603
+    if result.returncode != 0:
+        print("ERROR: the configs disagree (above); nothing was generated.", file=sys.stderr)
         sys.exit(1)
 
 
@@ -85,7 +173,8 @@ def main() -> None:
     remove_unselected_paths(ANSWERS)
     write_env_file()
     record_answers_only()
-    run_config_checker()
+    link_to_template(ANSWERS)
+    run_config_checks(ANSWERS)
     print_next_steps(ANSWERS)
 
 

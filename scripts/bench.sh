@@ -13,5 +13,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/venv.sh
 source scripts/project-deps.sh
+# The benchmark-only tools (pyproject.toml, group "bench") on top of venv.sh's group "test".
+bench_stamp=.venv/.installed-bench-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$bench_stamp" ]; then
+  .venv/bin/python -m pip install --quiet --group bench
+  touch "$bench_stamp"
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python benchmarks/run.py "$@"

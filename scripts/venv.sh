@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with the template's tooling (pyproject.toml, group "test"); a no-op when it is current.
-# Sourced by scripts/bake.sh and scripts/test.sh.
+# Sourced by scripts/bake.sh, scripts/test.sh and scripts/bench.sh (which adds group "bench").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)

@@ -1,7 +1,9 @@
-"""deploy/check.py, the config checker: it passes on fresh bakes and names each broken rule.
+"""The config checks: deploy/check.py (shipped) and hooks/bake_checks.py (the bake's own).
 
 Each breakage edits the written files of a copy of a baked project, the way a person editing
-one config and forgetting another would, and expects exactly one rule id to fire.
+one config and forgetting another would, and expects exactly one rule id to fire from the bake's
+checks, which run the shipped checker's rules too. The generated project tests its shipped rules
+itself (deploy/tests/test_check.py).
 """
 
 import re
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COOKIECUTTER_JSON
+from tests.conftest import COOKIECUTTER_JSON, TEMPLATE_DIR
 
 PROCESS_MANAGERS = COOKIECUTTER_JSON["process_manager"]
+SHIPPED_CHECKER = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "deploy" / "check.py"
+BAKE_CHECKS = TEMPLATE_DIR / "hooks" / "bake_checks.py"
 RULE_ID = re.compile(r"^(stack\.[EW]\d{3}) ", re.MULTILINE)
 
 COMPOSE = "compose.yaml"
@@ -190,7 +194,20 @@ BREAKAGES = (
         "uwsgi-variable-undefined",
         COMPOSE_PM,
         "stack.E012",
-        (replace(UWSGI, "processes = $(WSGI_PROCESSES)", "processes = $(WSGI_WORKERS)"),),
+        (drop_env_line(".env.example", "WSGI_PROCESSES"),),
+    ),
+    Breakage(
+        "uwsgi-variable-unguarded",
+        SUPERVISOR,
+        "stack.E017",
+        (
+            replace(
+                UWSGI,
+                "if-not-env = WSGI_THREADS\n"
+                "WSGI_THREADS-is-not-set-see-.env.example = true\nendif =\n",
+                "",
+            ),
+        ),
     ),
     Breakage(
         "supervisor-variable-undefined",
@@ -207,6 +224,20 @@ BREAKAGES = (
                 SETTINGS,
                 'STATIC_URL = "/static/"',
                 'STATIC_URL = "/static/"\nFEATURE = os.environ.get("DJANGO_FEATURE", "")',
+            ),
+        ),
+    ),
+    Breakage(
+        # Another env reader (django-environ's, or any): its names are checked all the same.
+        "settings-read-by-another-library",
+        COMPOSE_PM,
+        "stack.E014",
+        (
+            replace(
+                SETTINGS,
+                'STATIC_URL = "/static/"',
+                'STATIC_URL = "/static/"\nFEATURE = config.value("FEATURE_FLAGS", cast=list)\n'
+                'VERBOSE = env("VERBOSE")',
             ),
         ),
     ),
@@ -336,7 +367,7 @@ BREAKAGES = (
     Breakage(
         "nginx-container-without-nofile",
         COMPOSE_PM,
-        "stack.E054",
+        "stack.E055",
         (
             replace(
                 COMPOSE,
@@ -370,16 +401,26 @@ BREAKAGES = (
     Breakage(
         "healthcheck-probes-unbound-port",
         SUPERVISOR,
-        "stack.E002",
+        "stack.E022",
         (replace(COMPOSE, '"${WSGI_PORT}", "http:${ASGI_PORT}"]', '"${WSGI_PORT}", "http:9999"]'),),
     ),
 )
 
 
 def run_checker(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run the project's own deploy/check.py the way the bake hook does."""
+    """Run the project's own deploy/check.py, as its tests and CI do."""
     return subprocess.run(
         [sys.executable, str(project / "deploy" / "check.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def run_bake_checks(project: Path) -> subprocess.CompletedProcess:
+    """Run the bake's checks (the shipped rules and the rest) the way the post-gen hook does."""
+    return subprocess.run(
+        [sys.executable, str(BAKE_CHECKS), str(project)],
         capture_output=True,
         text=True,
         check=False,
@@ -393,11 +434,12 @@ def copy_of(project: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
 def test_checker_passes_on_a_fresh_bake(bake_once, process_manager: str) -> None:
-    """A project baked with defaults passes the checker, which says ok and exits 0."""
-    result = run_checker(bake_once(process_manager=process_manager))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok" in result.stdout
-    assert not RULE_ID.findall(result.stdout)
+    """A project baked with defaults passes the checker and the bake's checks: ok, exit 0."""
+    project = bake_once(process_manager=process_manager)
+    for result in (run_checker(project), run_bake_checks(project)):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok" in result.stdout
+        assert not RULE_ID.findall(result.stdout)
 
 
 @pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
@@ -405,8 +447,8 @@ def test_checker_passes_without_dotenv(bake_once, tmp_path: Path, process_manage
     """Without .env (a CI checkout: it is never committed) the values come from .env.example."""
     project = copy_of(bake_once(process_manager=process_manager), tmp_path)
     (project / ".env").unlink()
-    result = run_checker(project, str(project))
-    assert result.returncode == 0, result.stdout + result.stderr
+    for result in (run_checker(project, str(project)), run_bake_checks(project)):
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=str)
@@ -417,18 +459,27 @@ def test_checker_names_exactly_the_broken_rule(
     project = copy_of(bake_once(process_manager=breakage.process_manager), tmp_path)
     for edit in breakage.edits:
         edit(project)
-    result = run_checker(project, str(project))
+    result = run_bake_checks(project)
     assert result.returncode == 1, result.stdout + result.stderr
     assert set(RULE_ID.findall(result.stdout)) == {breakage.rule}, result.stdout
 
 
+def rule_ids(path: Path) -> set[str]:
+    """The rule ids a checker module can report (E000, unreadable files, is no rule)."""
+    return set(re.findall(r'"(stack\.E\d{3})"', path.read_text(encoding="utf-8"))) - {"stack.E000"}
+
+
 def test_breakages_cover_every_rule() -> None:
-    """Each rule the checker has is broken at least once above."""
-    checker = (
-        Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}/deploy/check.py"
-    )
-    rules = set(re.findall(r'"""(stack\.E\d{3}):', checker.read_text(encoding="utf-8")))
-    assert rules == {breakage.rule for breakage in BREAKAGES}
+    """Each rule, shipped or checked at bake time, is broken at least once above; no id is in
+    both places, so a fired id says which file to read."""
+    shipped, bake_time = rule_ids(SHIPPED_CHECKER), rule_ids(BAKE_CHECKS)
+    assert not shipped & bake_time
+    assert shipped | bake_time == {breakage.rule for breakage in BREAKAGES}
+
+
+def test_shipped_checker_is_short() -> None:
+    """The checker a project ships reads in one sitting: at most 350 lines."""
+    assert len(SHIPPED_CHECKER.read_text(encoding="utf-8").splitlines()) <= 350
 
 
 def test_checker_lines_name_the_files(bake_once, tmp_path: Path) -> None:
@@ -437,7 +488,7 @@ def test_checker_lines_name_the_files(bake_once, tmp_path: Path) -> None:
     set_env("WSGI_HOST", "web")(project)
     result = run_checker(project, str(project))
     assert result.stdout.splitlines()[0].startswith(
-        f"stack.E001 {NGINX} <-> {COMPOSE}: nginx sends requests to web:8001"
+        f"stack.E001 {NGINX} <-> {COMPOSE}: nginx uwsgi_pass sends requests to web:8001, but 'web'"
     )
 
 
@@ -445,7 +496,7 @@ def test_checker_reports_a_missing_file(bake_once, tmp_path: Path) -> None:
     """A project without compose.yaml fails with stack.E000 instead of a traceback."""
     project = copy_of(bake_once(), tmp_path)
     (project / COMPOSE).unlink()
-    result = run_checker(project, str(project))
-    assert result.returncode == 1
-    assert RULE_ID.findall(result.stdout) == ["stack.E000"]
-    assert "Traceback" not in result.stderr
+    for result in (run_checker(project, str(project)), run_bake_checks(project)):
+        assert result.returncode == 1
+        assert RULE_ID.findall(result.stdout) == ["stack.E000"]
+        assert "Traceback" not in result.stderr

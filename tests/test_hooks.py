@@ -2,7 +2,9 @@
 
 import ast
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,10 +197,102 @@ def test_long_project_name_bakes_with_a_short_slug(tmp_path: Path) -> None:
 
 
 def test_recorded_answers_hold_no_path_of_the_baking_machine(bake: Bake, tmp_path: Path) -> None:
-    """.cookiecutter.json keeps the answers (and the template), not where the bake ran."""
+    """.cookiecutter.json keeps the answers, not where the bake ran nor the template's folder:
+    `_template` is the template's git URL when the bake is linked (.cruft.json), else absent."""
     project = bake(project_name="Recorded")
     recorded = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     assert recorded["project_name"] == "Recorded"
-    assert "_template" in recorded
     assert not {"_output_dir", "_repo_dir", "_checkout"} & set(recorded)
     assert str(project.parent) not in json.dumps(recorded)
+    assert str(TEMPLATE_DIR) not in json.dumps(recorded)
+    cruft = project / ".cruft.json"
+    if cruft.exists():  # a clean checkout with an origin URL, as in CI
+        linked = json.loads(cruft.read_text(encoding="utf-8"))
+        assert recorded["_template"] == linked["template"]
+        assert str(TEMPLATE_DIR) not in json.dumps(linked)
+    else:
+        assert "_template" not in recorded
+
+
+def run_cookiecutter_as_version(tmp_path: Path, version: str) -> subprocess.CompletedProcess:
+    """Bake with the defaults while the hooks see `version` as cookiecutter's installed version
+    (a dist-info on PYTHONPATH, which the hook's interpreter inherits and finds first)."""
+    dist_info = tmp_path / "site" / f"cookiecutter-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: cookiecutter\nVersion: {version}\n", encoding="utf-8"
+    )
+    (tmp_path / "out").mkdir()
+    return subprocess.run(  # noqa: S603 - our own venv's cookiecutter
+        [COOKIECUTTER, "--no-input", "-o", str(tmp_path / "out"), str(TEMPLATE_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
+
+
+@pytest.mark.parametrize("version", ["1.7.3", "2.2.0"])
+def test_too_old_cookiecutter_is_refused_with_the_upgrade(tmp_path: Path, version: str) -> None:
+    """A cookiecutter older than 2.2.3 is refused before anything is written, with both versions
+    and the upgrade command in the message."""
+    result = run_cookiecutter_as_version(tmp_path, version)
+    assert result.returncode != 0
+    assert f"ERROR: cookiecutter {version} is installed" in result.stderr
+    assert "needs cookiecutter 2.2.3 or newer" in result.stderr
+    assert "pipx upgrade cookiecutter" in result.stderr
+    assert "pip install -U cookiecutter" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("version", ["2.2.3", "2.10.0"])
+def test_recent_cookiecutter_is_accepted(tmp_path: Path, version: str) -> None:
+    """2.2.3 and later bake (versions compare as numbers: 2.10 is newer than 2.2)."""
+    result = run_cookiecutter_as_version(tmp_path, version)
+    assert result.returncode == 0, result.stderr
+    assert "is installed, but" not in result.stderr
+
+
+def test_bake_from_a_relative_template_path_runs_the_bake_checks(tmp_path: Path) -> None:
+    """`cookiecutter <relative path>` (a relative `_repo_dir`): post-gen still finds the
+    template's hooks/bake_checks.py and runs it, with the shell's folder unknown too."""
+    for env in ({**os.environ, "PWD": str(TEMPLATE_DIR.parent)}, {"PATH": os.environ["PATH"]}):
+        output = tmp_path / str(len(env))
+        result = subprocess.run(  # noqa: S603 - our own venv's cookiecutter
+            [COOKIECUTTER, "--no-input", "-o", str(output), TEMPLATE_DIR.name],
+            cwd=TEMPLATE_DIR.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "hooks/bake_checks.py: ok" in result.stdout
+
+
+def test_a_bake_time_rule_fails_the_bake_and_leaves_nothing(tmp_path: Path) -> None:
+    """A template whose nginx serves static files from a folder no volume fills (stack.E006, a
+    rule deploy/check.py does not ship) fails to bake, names the rule, and writes nothing."""
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_DIR,
+        template,
+        ignore=shutil.ignore_patterns(".git", ".venv", "*cache*", "out", "tests", "benchmarks"),
+    )
+    nginx = template / "{{cookiecutter.project_slug}}/deploy/nginx/templates/default.conf.template"
+    text = nginx.read_text(encoding="utf-8")
+    nginx.write_text(text.replace("alias ${NGINX_STATIC_ROOT}/;", "alias /var/www/static/;"))
+    output = tmp_path / "out"
+    result = subprocess.run(  # noqa: S603 - our own venv's cookiecutter
+        [COOKIECUTTER, "--no-input", "-o", str(output), str(template)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "stack.E006 " in result.stdout
+    assert "the configs disagree" in result.stderr
+    assert not output.exists() or list(output.iterdir()) == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.bake import read_env
 from tests.conftest import require_binary
 
 BIN = Path(sys.executable).parent
@@ -24,16 +25,6 @@ def run(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.Co
     return subprocess.run(  # noqa: S603 - validators from our venv or the system
         command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120
     )
-
-
-def dotenv(project: Path) -> dict[str, str]:
-    """The baked .env as a dict."""
-    pairs = {}
-    for line in (project / ".env").read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key] = value
-    return pairs
 
 
 @pytest.fixture(params=PROCESS_MANAGERS)
@@ -74,7 +65,7 @@ def native_env(project: Path, **overrides: str) -> dict[str, str]:
     """The baked .env as a process environment, the venv's tools first on PATH."""
     return {
         **os.environ,
-        **dotenv(project),
+        **read_env(project),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         **overrides,
     }
@@ -103,7 +94,7 @@ def test_supervisord_config_parses(bake_once) -> None:
     project = bake_once(process_manager="supervisor")
     from supervisor.options import ServerOptions
 
-    env = dotenv(project)
+    env = read_env(project)
     saved = dict(os.environ)
     os.environ.update(env)
     try:
@@ -134,7 +125,7 @@ def test_django_deploy_checks_pass(bake_once, https: str) -> None:
 def rendered_nginx(project: Path, tmp_path: Path) -> tuple[list[str], Path]:
     """The nginx command and config of a baked project, rendered exactly as the full-stack tests
     render it (envsubst with the template's own variable list), without starting anything."""
-    from tests.e2e.stack import Stack
+    from harness.stack import Stack
 
     binaries = {name: require_binary(name) for name in ("nginx", "envsubst")}
     binaries["python"] = sys.executable

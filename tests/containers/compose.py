@@ -6,7 +6,8 @@ stack faces nobody but this machine. Each stack gets its own compose project nam
 containers, network, volumes and image are its own and `down` removes them all.
 
 A `ComposeStack` has the attributes the full-stack clients use (`http_port`, `domain`,
-`origin`), so tests/e2e/clients.py drives it exactly as it drives the native stack.
+`origin`), so harness.clients and tests/e2e/clients.py drive it exactly as they drive the
+native stack.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
-from tests.e2e.stack import LOOPBACK, free_ports, read_dotenv
+from harness.bake import load_compose, read_env
+from harness.processes import LOOPBACK, free_ports
 
 COMMAND_TIMEOUT = 900.0
 # `up --wait` on a built image must be healthy within this, or `up` fails (--wait-timeout);
@@ -130,7 +130,7 @@ class ComposeStack:
             project / ".env", {"HTTP_PORT": str(self.http_port), "PUBLISH_ADDRESS": LOOPBACK}
         )
         self.fit_open_files_to_the_engine()
-        self.env = read_dotenv(project / ".env")
+        self.env = read_env(project)
         self.domain = self.env["NGINX_SERVER_NAME"]
         self.phases: dict[str, float] = {}  # seconds per phase, for the report
 
@@ -139,10 +139,8 @@ class ComposeStack:
         grant a container, as an operator on such a host would: a container asking for more
         fails to start ("error setting rlimits"). Hosts usually grant far more than .env asks;
         some sandboxes, such as our CI machines, grant only their own limit."""
-        dotenv = read_dotenv(self.project / ".env")
-        nginx_image = yaml.safe_load((self.project / "compose.yaml").read_text())["services"][
-            "nginx"
-        ]["image"]
+        dotenv = read_env(self.project)
+        nginx_image = load_compose(self.project, dotenv)["services"]["nginx"]["image"]
         result = subprocess.run(
             ["docker", "run", "--rm", "--entrypoint", "sh", nginx_image, "-c", "ulimit -Hn"],  # noqa: S607
             capture_output=True,

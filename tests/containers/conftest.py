@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.bake import read_env
 from tests.conftest import REQUIRE_E2E, report
 from tests.containers import images
 from tests.containers.compose import ComposeStack, compose_cli, engine_reachable
-from tests.e2e.stack import read_dotenv
 
 PROCESS_MANAGERS = ["supervisor", "compose"]
 FILE_ORDER = [
@@ -81,7 +81,8 @@ def compose_stack(
         report(f"{manager}: image {image}: {source}, ready in {time.monotonic() - started:.1f} s")
     scale = ["--scale", "asgi=2"] if manager == "compose" else []
     stack = ComposeStack(project, f"rtc-{manager}-{os.getpid()}", compose_cli_argv, scale)
-    if stack.env["MAX_OPEN_FILES"] != read_dotenv(project.parent / "baked.env")["MAX_OPEN_FILES"]:
+    baked = read_env(project, project.parent / "baked.env")
+    if stack.env["MAX_OPEN_FILES"] != baked["MAX_OPEN_FILES"]:
         report(
             f"{manager}: this engine grants {stack.engine_open_files} open files per container:"
             f" MAX_OPEN_FILES and NGINX_WORKER_CONNECTIONS lowered to fit in .env"

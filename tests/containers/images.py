@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from harness import bake
+
 TEMPLATE_DIR = Path(__file__).resolve().parents[2]
 STANDINS_DIR = Path(
     os.environ.get("STANDINS_DIR", TEMPLATE_DIR.parent / "shared/tools/container-standins")
@@ -53,7 +55,7 @@ def named_images(project: Path) -> list[str]:
                 images.append(image)
             if stage:
                 stages.add(stage)
-    compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+    compose = bake.load_compose(project, bake.read_env(project))
     for service in compose["services"].values():
         if "build" not in service and "image" in service:
             images.append(service["image"])

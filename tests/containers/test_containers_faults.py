@@ -13,6 +13,7 @@ import time
 import pytest
 from websockets.exceptions import InvalidHandshake
 
+from harness.clients import http_get
 from tests.conftest import report
 from tests.containers.compose import ComposeError, ComposeStack
 from tests.containers.conftest import missing
@@ -20,7 +21,6 @@ from tests.e2e.clients import (
     ChatClient,
     chat_across,
     eventually,
-    http_get,
     join,
     join_every_daphne,
     unique,

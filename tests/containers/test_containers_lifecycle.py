@@ -11,9 +11,9 @@ from uuid import uuid4
 
 import pytest
 
+from harness.clients import http_get
 from tests.conftest import report
 from tests.containers.compose import ComposeStack, seconds_between
-from tests.e2e.clients import http_get
 
 pytestmark = pytest.mark.containers
 

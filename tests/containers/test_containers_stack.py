@@ -18,6 +18,8 @@ import pytest
 import yaml
 from websockets.exceptions import InvalidStatus
 
+from harness.clients import http_get, open_ws, room_path
+from harness.processes import LOOPBACK
 from tests.conftest import report
 from tests.containers.compose import ComposeStack, seconds_between
 from tests.e2e.clients import (
@@ -26,13 +28,9 @@ from tests.e2e.clients import (
     ChatClient,
     PageParser,
     eventually,
-    http_get,
     join,
-    open_ws,
-    room_path,
     unique,
 )
-from tests.e2e.stack import LOOPBACK
 
 APP_UID = "10001"
 # Daphne's access log: `ADDRESS:PORT - - [date] "WSCONNECT /ws/chat/room/" - -`.

@@ -1,21 +1,19 @@
-"""Clients of the running stack: HTTP requests and chat WebSockets, always through nginx.
+"""Chat clients of the running stack and the room page in a browser, for the tests' assertions.
 
-nginx's default server drops requests for unknown host names (444), so every request names the
-site's domain; WebSocket handshakes send the Origin a browser on the site would send, which
-Channels' AllowedHostsOriginValidator requires.
+The requests themselves (a page, a WebSocket through nginx, with the site's Host and Origin) are
+harness.clients'; this module adds the chat on top: members that record every frame, waiting
+for deliveries, and Selenium helpers for the room page.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 from uuid import uuid4
 
 from selenium.common.exceptions import TimeoutException
@@ -23,13 +21,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.stack import LOOPBACK
+from harness.clients import open_ws, room_path
 
 if TYPE_CHECKING:
-    from tests.e2e.stack import Stack
+    from harness.stack import Stack
 
 RECEIVE_TIMEOUT = 10.0
 # Clients opened, at most, to have one on every Daphne process: the kernel spreads connections
@@ -75,56 +73,6 @@ class PageParser(HTMLParser):
 def unique(prefix: str) -> str:
     """A room name no other test uses."""
     return f"{prefix}-{uuid4().hex[:8]}"
-
-
-def http_get(stack: Stack, path: str, *, host: str | None = None) -> tuple[int, dict, bytes]:
-    """GET `path` from nginx as `host` (default: the site's domain): status, headers, body."""
-    connection = http.client.HTTPConnection(LOOPBACK, stack.http_port, timeout=10)
-    try:
-        connection.request(
-            "GET", path, headers={"Host": host or f"{stack.domain}:{stack.http_port}"}
-        )
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
-
-
-def ws_url(stack: Stack, path: str) -> str:
-    """The ws:// URL of `path` on the site (the TCP connection goes to 127.0.0.1)."""
-    return f"ws://{stack.domain}:{stack.http_port}{path}"
-
-
-def room_path(room: str) -> str:
-    """The WebSocket path of a room, percent-encoding what a URL cannot hold."""
-    return f"/ws/chat/{quote(room, safe='/')}/"
-
-
-async def open_ws(stack: Stack, path: str, *, origin: str | None = None) -> ClientConnection:
-    """Open a WebSocket to `path` through nginx, as a page of the site would."""
-    return await connect(
-        ws_url(stack, path),
-        origin=origin or stack.origin,
-        host=LOOPBACK,
-        port=stack.http_port,
-        open_timeout=10,
-        max_size=2**21,
-        ping_interval=None,
-    )
-
-
-def ws_handshake_ok(stack: Stack) -> bool:
-    """True when a WebSocket to a room opens through nginx."""
-
-    async def handshake() -> bool:
-        try:
-            websocket = await open_ws(stack, room_path("ready"))
-        except Exception:  # noqa: BLE001 - whatever the failure, it is not serving yet
-            return False
-        await websocket.close()
-        return True
-
-    return asyncio.run(handshake())
 
 
 class ChatClient:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.stack import Stack
 from tests.conftest import require_binary
-from tests.e2e.stack import Stack
 
 PROCESS_MANAGERS = ["supervisor", "compose"]
 # The venv this suite runs in holds the project's Python servers (as the image's PATH does).

@@ -9,8 +9,9 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.e2e.clients import ChatClient, eventually, join, open_ws, room_path, unique
-from tests.e2e.stack import NGINX_UPSTREAM_RESET, Stack
+from harness.clients import open_ws, room_path
+from harness.stack import NGINX_UPSTREAM_RESET, Stack
+from tests.e2e.clients import ChatClient, eventually, join, unique
 
 QUIET_SECONDS = 0.5
 # Daphne drops connections sending frames above 1 MiB; this one is just under, so the consumer

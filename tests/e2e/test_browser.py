@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import pytest
 
+from harness.stack import Stack
 from tests.e2e.clients import (
     eventually,
     join,
@@ -15,7 +16,6 @@ from tests.e2e.clients import (
     type_message,
     wait_for_page,
 )
-from tests.e2e.stack import Stack
 
 
 @pytest.mark.e2e

@@ -18,11 +18,13 @@ import time
 
 import pytest
 
+from harness.clients import http_get
+from harness.processes import established_sockets, is_alive, process_age, wait_until
+from harness.stack import NGINX_UPSTREAM_RESET, Stack
 from tests.e2e.clients import (
     ChatClient,
     chat_across,
     eventually,
-    http_get,
     join,
     join_every_daphne,
     open_room_page,
@@ -32,14 +34,6 @@ from tests.e2e.clients import (
     type_message,
     unique,
     wait_for_page,
-)
-from tests.e2e.stack import (
-    NGINX_UPSTREAM_RESET,
-    Stack,
-    established_sockets,
-    is_alive,
-    process_age,
-    wait_until,
 )
 
 # A consumer that failed: Daphne's report of an exception in the application, or our own log.

@@ -9,8 +9,10 @@ import re
 
 import pytest
 
-from tests.e2e.clients import UWSGI_REQUEST, PageParser, http_get
-from tests.e2e.stack import LOOPBACK, Stack, wait_until
+from harness.clients import http_get
+from harness.processes import LOOPBACK, wait_until
+from harness.stack import Stack
+from tests.e2e.clients import UWSGI_REQUEST, PageParser
 
 
 def uwsgi_requests(stack: Stack, offset: int) -> list[dict]:

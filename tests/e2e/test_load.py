@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import resource
 from collections import Counter
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
+from harness.processes import rss_kib, tree, wait_until
+from harness.stack import Stack
 from tests.conftest import report
 from tests.e2e.clients import ChatClient, eventually, join, round_trip
-from tests.e2e.stack import Stack, descendants, wait_until
 
 ROOMS = 20
 MEMBERS_PER_ROOM = 10
@@ -82,16 +82,6 @@ IDLE_SOCKETS = 10_000
 IDLE_ROOMS = 100
 
 
-def rss_kib(pids: list[int]) -> int:
-    """Resident memory of these processes together, in KiB (VmRSS)."""
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
-
-
 @pytest.mark.e2e
 def test_ten_thousand_idle_websockets_each_get_their_rooms_broadcast(stack: Stack) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -99,7 +89,7 @@ def test_ten_thousand_idle_websockets_each_get_their_rooms_broadcast(stack: Stac
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, IDLE_SOCKETS + 1000), hard))
     sizes = stack.log_sizes()
     nginx = stack.servers[stack.nginx_service].pid
-    nginx_pids = [nginx, *descendants(nginx)]
+    nginx_pids = tree(nginx)
     before = {"nginx": rss_kib(nginx_pids), "daphne": rss_kib(stack.daphne_pids())}
     subscriptions = stack.redis_subscriptions()
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.stack import Stack, command_argv
+from harness.stack import Stack
 
 
 @pytest.mark.e2e
@@ -23,11 +23,11 @@ def test_supervisord_exits_when_a_program_goes_fatal(bake_once, binaries, tmp_pa
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         env = {**stack.env, "WSGI_PORT": str(squatter.getsockname()[1])}
-        argv = command_argv(stack.services["app"], env)
+        argv = stack.command("app", env)
         log_path = tmp_path / "supervisord.log"
         with log_path.open("wb") as log:
             supervisord = subprocess.Popen(  # noqa: S603 - the compose command of `app`
-                [binaries[argv[0]], *argv[1:]],
+                argv,
                 cwd=project,
                 env=env,
                 stdout=log,

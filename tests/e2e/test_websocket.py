@@ -11,8 +11,8 @@ from datetime import datetime
 
 import pytest
 
+from harness.stack import Stack
 from tests.e2e.clients import eventually, join, unique
-from tests.e2e.stack import Stack
 
 # Time a duplicate or a stray message would need to show up after the expected ones arrived.
 QUIET_SECONDS = 0.5

@@ -1,9 +1,9 @@
-"""Run a baked project's own deploy files natively: the full-stack tests' harness.
+"""The baked project's compose services, run natively on 127.0.0.1: `Server` and `Stack`.
 
 tests/containers/ runs the project under the real `docker compose`; this module runs what
 compose.yaml describes natively, where a fault can be injected into one process, a browser drives
 the page and a benchmark reads every server's CPU. It uses the very same files: each service's
-`command:` from compose.yaml (with `${VAR}` taken from the baked .env),
+`command:` from compose.yaml (interpolated by the project's checker, harness.bake),
 deploy/supervisor/supervisord.conf or deploy/uwsgi.ini through those commands, and the nginx
 template rendered with envsubst the way the official nginx image renders it. What differs from
 compose is only where things live: every host is 127.0.0.1, every port a free one, every container
@@ -16,18 +16,27 @@ import os
 import re
 import resource
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
-from typing import IO, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import IO
 
-import yaml
+from harness import bake
+from harness.processes import (
+    LOOPBACK,
+    cmdline,
+    descendants,
+    established_sockets,
+    free_ports,
+    is_alive,
+    parent,
+    port_accepts,
+    session_members,
+    wait_until,
+)
 
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
@@ -35,8 +44,7 @@ LOG_TAIL_LINES = 40
 NGINX_MIME_TYPES = "/etc/nginx/mime.types"
 IMAGE_UWSGI_PARAMS = "/etc/nginx/uwsgi_params"
 OFFICIAL_UWSGI_PARAMS = Path(__file__).parent / "nginx" / "uwsgi_params"
-# The compose `${NAME}`, `${NAME:-default}` and `${NAME-default}` forms, and `$$` for a literal `$`.
-COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+# envsubst's form in the nginx templates (the image substitutes `${NAME}` only).
 TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Settings the Dockerfile's ENV gives every Python process of the image.
 IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -51,292 +59,9 @@ NGINX_UPSTREAM_RESET = re.compile(
     r"\[error\].*recv\(\) failed \(104: Connection reset by peer\) while proxying upgraded"
 )
 
-T = TypeVar("T")
-
 
 class StackError(RuntimeError):
     """A server did not start, did not stop, or a service cannot be run natively."""
-
-
-# --- Reading the baked files -------------------------------------------------------------------
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a compose .env file: KEY=VALUE lines, `#` comments, optional surrounding quotes."""
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, separator, value = line.partition("=")
-        if not separator:
-            raise StackError(f"{path}: not a KEY=VALUE line: {line!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    """Substitute compose's `${NAME}` forms in `value` from `env`; an unset NAME is an error."""
-
-    def replace(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise StackError(f"compose.yaml uses ${{{name}}}, which the native environment lacks")
-
-    return COMPOSE_VARIABLE.sub(replace, value)
-
-
-def command_argv(service: dict, env: dict[str, str]) -> list[str]:
-    """A service's `command:` as an argument list, interpolated against `env`."""
-    command = service.get("command")
-    if command is None:
-        raise StackError(f"service has no command: {service}")
-    if isinstance(command, str):
-        # compose splits a string command shell-style; ours are lists, keep it simple and strict.
-        raise StackError(f"compose.yaml command is a string, expected a list: {command!r}")
-    return [interpolate(str(argument), env) for argument in command]
-
-
-def volume_mounts(service: dict) -> dict[str, PurePosixPath]:
-    """A service's named volumes as {volume name: container path}."""
-    mounts = {}
-    for volume in service.get("volumes", []):
-        source, _, rest = str(volume).partition(":")
-        target = rest.split(":")[0]
-        if source and not source.startswith((".", "/")) and target:
-            mounts[source] = PurePosixPath(target)
-    return mounts
-
-
-def start_order(services: dict[str, dict]) -> list[str]:
-    """Service names ordered by `depends_on` (compose's start order), ties in file order."""
-    order: list[str] = []
-    pending = list(services)
-    while pending:
-        for name in pending:
-            depends = services[name].get("depends_on", {})
-            if all(dependency in order for dependency in depends):
-                order.append(name)
-                pending.remove(name)
-                break
-        else:
-            raise StackError(f"compose.yaml depends_on has a cycle among {pending}")
-    return order
-
-
-def one_shot_services(services: dict[str, dict]) -> set[str]:
-    """Services others wait for to *finish* (condition: service_completed_successfully)."""
-    return {
-        dependency
-        for service in services.values()
-        for dependency, rule in (service.get("depends_on") or {}).items()
-        if isinstance(rule, dict) and rule.get("condition") == "service_completed_successfully"
-    }
-
-
-def healthcheck_ports(service: dict, env: dict[str, str]) -> list[int]:
-    """The ports a service's healthcheck probes (`${..._PORT}` in its test), resolved in `env`."""
-    test = (service.get("healthcheck") or {}).get("test") or []
-    names = [name for part in test for name in re.findall(r"\$\{(\w+_PORT)\}", str(part))]
-    return [int(env[name]) for name in names]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports 127.0.0.1 can bind now (bind-0 probes, held until all are found)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            probe = stack.enter_context(socket.socket())
-            probe.bind((LOOPBACK, 0))
-            ports.append(probe.getsockname()[1])
-        return ports
-
-
-def native_env(
-    dotenv: dict[str, str],
-    *,
-    service_names: Iterable[str],
-    mounts: dict[str, PurePosixPath],
-    volume_dirs: dict[str, Path],
-    root: Path,
-    redis_port: int,
-) -> dict[str, str]:
-    """The baked .env, moved onto this machine.
-
-    - every `*_HOST` is 127.0.0.1 (LISTEN_HOST included: nothing listens beyond loopback);
-    - every `*_PORT` is a free port; URLs naming an old port (CSRF origins) follow it;
-    - a URL host that is a compose service (REDIS_URL's `redis`) is 127.0.0.1, at `redis_port`;
-    - an absolute path inside a named volume lives in that volume's folder under tmp (so the
-      static volume that collectstatic fills is the folder nginx serves); any other absolute
-      path moves under `root`.
-    """
-    services = set(service_names)
-    port_keys = [key for key in dotenv if key.endswith("_PORT")]
-    new_ports = dict(zip(port_keys, free_ports(len(port_keys)), strict=True))
-    old_to_new = {int(dotenv[key]): port for key, port in new_ports.items()}
-    env = {}
-    for key, value in dotenv.items():
-        if key.endswith("_HOST"):
-            value = LOOPBACK
-        elif key in new_ports:
-            value = str(new_ports[key])
-        elif "://" in value:
-            value = ",".join(
-                _move_url(url.strip(), services, old_to_new, redis_port) for url in value.split(",")
-            )
-        elif value.startswith("/"):
-            value = str(native_path(PurePosixPath(value), mounts, volume_dirs, root))
-        env[key] = value
-    return env
-
-
-def _move_url(url: str, services: set[str], old_to_new: dict[int, int], redis_port: int) -> str:
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port
-    if host in services:
-        host, port = LOOPBACK, redis_port
-    elif port in old_to_new:
-        port = old_to_new[port]
-    netloc = f"{host}:{port}" if port else str(host)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def native_path(
-    path: PurePosixPath,
-    mounts: dict[str, PurePosixPath],
-    volume_dirs: dict[str, Path],
-    root: Path,
-) -> Path:
-    """Where a container path lives natively: in its named volume's folder, or under `root`."""
-    for volume, target in mounts.items():
-        if path == target or target in path.parents:
-            return volume_dirs[volume] / path.relative_to(target)
-    return root / path.relative_to("/")
-
-
-# --- Processes -----------------------------------------------------------------------------------
-
-
-def wait_until(
-    condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll `condition` until it returns something truthy; raise TimeoutError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"after {timeout:.0f} s: {what or condition}")
-        time.sleep(interval)
-
-
-def process_table() -> dict[int, tuple[int, int]]:
-    """{pid: (parent pid, session id)} of every process now running, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        table[int(entry)] = (int(fields[1]), int(fields[3]))
-    return table
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, parents before children."""
-    table = process_table()
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop(0)
-        children = sorted(child for child, (ppid, _) in table.items() if ppid == parent)
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    """The command line of `pid` ("" once it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def process_age(pid: int) -> float:
-    """Seconds since `pid` started (from /proc: start time in clock ticks after boot)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    started_ticks = int(stat.rsplit(")", 1)[1].split()[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def is_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def established_sockets(pids: Iterable[int], port: int) -> dict[int, set[int]]:
-    """{pid: inodes of its ESTABLISHED TCP sockets whose local port is `port`}.
-
-    /proc/net/tcp lists the sockets with their inodes; /proc/<pid>/fd links name the inodes each
-    process holds. Processes that share a listening socket (supervisor's fcgi-program) each hold
-    only the connections they accepted themselves.
-    """
-    wanted = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], int(fields[9])
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                wanted.add(inode)
-    held = {}
-    for pid in pids:
-        inodes = set()
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            fds = []
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inode = int(target[len("socket:[") : -1])
-                if inode in wanted:
-                    inodes.add(inode)
-        held[pid] = inodes
-    return held
-
-
-def port_accepts(port: int) -> bool:
-    """True when 127.0.0.1:`port` accepts a TCP connection."""
-    try:
-        socket.create_connection((LOOPBACK, port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 class Server:
@@ -412,7 +137,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 _signal_group(session, signal.SIGKILL)
                 self.process.wait(timeout)
-        leftovers = [pid for pid, (_, sid) in process_table().items() if sid == session]
+        leftovers = session_members(session)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in leftovers:
                 _signal_pid(pid, sig)
@@ -467,39 +192,53 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
-# --- The stack -----------------------------------------------------------------------------------
-
-
 class Stack:
     """A baked project's compose services, run natively on 127.0.0.1.
 
     `start()` follows compose's order (depends_on): redis-server, the one-shot `setup`, the Python
-    servers (`app` under supervisor; `wsgi` and `asgi` under compose), then nginx.
+    servers (`app` under supervisor; `wsgi` and `asgi` under compose), then nginx. It records
+    how long each took in `phases` ({"setup (one-shot)": s, "redis listening": s, ...}), and
+    calls `on_phase(name, seconds)` after each, when given.
+
+    `env` is the native environment, shared by the Python servers: a change to it reaches them
+    when they next start (`restart`); their commands and ports are fixed when `start()` makes
+    them. nginx runs from the files it rendered into `nginx_root`.
     """
 
-    def __init__(self, project: Path, tmp: Path, binaries: dict[str, str]) -> None:
+    def __init__(
+        self,
+        project: Path,
+        tmp: Path,
+        binaries: dict[str, str],
+        *,
+        on_phase: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.project = project
         self.tmp = tmp
         self.binaries = binaries
-        self.compose = yaml.safe_load((project / "compose.yaml").read_text(encoding="utf-8"))
+        self.on_phase = on_phase
+        self.phases: dict[str, float] = {}
+        self.dotenv = bake.read_env(project)
+        # The services' shape (names, images, depends_on, volumes): the same with any env.
+        self.compose = bake.load_compose(project, self.dotenv)
         self.services: dict[str, dict] = self.compose["services"]
-        self.dotenv = read_dotenv(project / ".env")
         self.logs = tmp / "logs"
+        self.nginx_root = tmp / "nginx"  # nginx's -p prefix: its rendered config, pid, logs
         self.logs.mkdir(parents=True, exist_ok=True)
         self.volume_dirs = {
             name: tmp / "volumes" / name for name in self.compose.get("volumes", {})
         }
         for folder in self.volume_dirs.values():
             folder.mkdir(parents=True, exist_ok=True)
-        self.redis_service = self._service_by_image("redis")
-        self.nginx_service = self._service_by_image("nginx")
-        self.one_shots = one_shot_services(self.services)
+        self.redis_service = bake.service_by_image(self.services, "redis")
+        self.nginx_service = bake.service_by_image(self.services, "nginx")
+        self.one_shots = bake.one_shot_services(self.services)
         python = [name for name, service in self.services.items() if "build" in service]
         (self.redis_port,) = free_ports(1)
-        self.env = native_env(
+        self.env = bake.native_env(
             self.dotenv,
             service_names=self.services,
-            mounts=volume_mounts(self.services[python[0]]),
+            mounts=bake.volume_mounts(self.services[python[0]]),
             volume_dirs=self.volume_dirs,
             root=tmp / "root",
             redis_port=self.redis_port,
@@ -544,43 +283,59 @@ class Stack:
         """The folder collectstatic filled (the `static` volume)."""
         return Path(self.env["DJANGO_STATIC_ROOT"])
 
-    def _service_by_image(self, image: str) -> str:
-        (name,) = (
-            name
-            for name, service in self.services.items()
-            if str(service.get("image", "")).split(":")[0].split("/")[-1] == image
-        )
-        return name
+    def service(self, name: str, env: dict[str, str] | None = None) -> dict:
+        """Service `name` of compose.yaml, interpolated with `env` (default: `self.env` now)."""
+        return bake.load_compose(self.project, self.env if env is None else env)["services"][name]
+
+    def command(self, name: str, env: dict[str, str] | None = None) -> list[str]:
+        """Service `name`'s `command:` with `env` (default: `self.env`), run as the binary the
+        fixtures checked (venv first, as the image's PATH)."""
+        argv = bake.command_argv(self.service(name, env))
+        return [self.binaries.get(argv[0], argv[0]), *argv[1:]]
 
     # Starting and stopping ---------------------------------------------------------------------
 
     def start(self) -> None:
         """Start every service in compose's order; on any failure stop what already runs."""
         try:
-            for name in start_order(self.services):
+            for name in bake.start_order(self.services):
+                began = time.perf_counter()
                 if name in self.one_shots:
                     self._run_once(name)
+                    self._phase(f"{name} (one-shot)", began)
                 else:
                     server = self._server(name)
                     self.servers[name] = server
                     server.start()
-            self._wait_serving()
+                    self._phase(f"{name} listening", began)
+            began = time.perf_counter()
+            self.wait_serving()
+            self._phase("wait until page, WebSocket and every Daphne serve", began)
         except BaseException:
             self.stop()
             raise
+
+    def _phase(self, name: str, began: float) -> None:
+        seconds = time.perf_counter() - began
+        self.phases[name] = seconds
+        if self.on_phase is not None:
+            self.on_phase(name, seconds)
 
     def stop(self) -> None:
         """Stop the servers, last started first."""
         for server in reversed(list(self.servers.values())):
             server.stop()
 
-    def restart(self, name: str) -> None:
-        """Stop one server and start it again with the same command and ports."""
-        self.servers[name].stop()
-        self.servers[name].start()
+    def restart(self, *names: str) -> None:
+        """Stop these servers, then start them again in the same order, with the same commands
+        and ports (and `env` as it is now: the Python servers share that dict)."""
+        for name in names:
+            self.servers[name].stop()
+        for name in names:
+            self.servers[name].start()
 
     def _run_once(self, name: str) -> None:
-        argv = self._argv(command_argv(self.services[name], self.env))
+        argv = self.command(name)
         log_path = self.logs / f"{name}.log"
         with log_path.open("ab") as log:
             try:
@@ -602,15 +357,15 @@ class Stack:
             raise StackError(f"{name} exited with {result.returncode}: {argv}\n{tail}")
 
     def _server(self, name: str) -> Server:
-        service = self.services[name]
+        service = self.service(name)
         log_path = self.logs / f"{name}.log"
         if name == self.redis_service:
             folder = self.volume_dirs.get(
-                next(iter(volume_mounts(service)), ""), self.tmp / "redis"
+                next(iter(bake.volume_mounts(service)), ""), self.tmp / "redis"
             )
             folder.mkdir(parents=True, exist_ok=True)
             # The one service whose address compose.yaml does not hold: remap it here.
-            argv = self._argv(command_argv(service, self.env)) + [
+            argv = self.command(name) + [
                 "--port",
                 str(self.redis_port),
                 "--bind",
@@ -636,38 +391,36 @@ class Stack:
         # replica runs here. Cross-process fan-out is proved under supervisor (numprocs).
         return Server(
             name,
-            self._argv(command_argv(service, self.env)),
+            self.command(name),
             cwd=self.project,
             env=self.env,
             log_path=log_path,
-            ports=healthcheck_ports(service, self.env),
+            ports=bake.healthcheck_ports(service, self.env),
         )
-
-    def _argv(self, argv: list[str]) -> list[str]:
-        """Run argv[0] as the binary the fixtures checked (venv first, as the image's PATH)."""
-        return [self.binaries.get(argv[0], argv[0]), *argv[1:]]
 
     def nginx_command(self) -> tuple[list[str], dict[str, str]]:
         """Render the templates as the nginx image does (nginx.conf and the site), move the
         image's paths into tmp, and return the command that runs it and its environment."""
-        service = self.services[self.nginx_service]
-        root = self.tmp / "nginx"
+        service = self.service(self.nginx_service)
+        root = self.nginx_root
         temp = root / "temp"
         temp.mkdir(parents=True, exist_ok=True)
-        mounts = volume_mounts(service)
+        mounts = bake.volume_mounts(service)
         env = {"PATH": self.env["PATH"]}
         for key, value in (service.get("environment") or {}).items():
-            value = interpolate(str(value), self.env)
+            value = str(value)
             if value.startswith("/"):
                 value = str(
-                    native_path(PurePosixPath(value), mounts, self.volume_dirs, self.tmp / "root")
+                    bake.native_path(
+                        PurePosixPath(value), mounts, self.volume_dirs, self.tmp / "root"
+                    )
                 )
             env[key] = value
         # The image's paths, natively. Running as root, nginx would switch its workers to
         # `nginx` (or `nobody`), who cannot read tmp.
         moves = {
             "user nginx;": "user root;" if os.geteuid() == 0 else "",
-            IMAGE_UWSGI_PARAMS: str(OFFICIAL_UWSGI_PARAMS),  # tests/e2e/nginx/uwsgi_params
+            IMAGE_UWSGI_PARAMS: str(OFFICIAL_UWSGI_PARAMS),  # harness/nginx/uwsgi_params
             "/etc/nginx/default.conf": str(root / "default.conf"),
             "/var/run/nginx.pid": str(root / "nginx.pid"),
             "/var/log/nginx/": f"{root}/",
@@ -697,10 +450,10 @@ class Stack:
         argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log")]
         return [*argv, "-g", "daemon off;", "-c", str(root / "nginx.conf")], env
 
-    def _wait_serving(self) -> None:
+    def wait_serving(self) -> None:
         """Wait until a page and a WebSocket handshake go through nginx (Daphne has imported
         Django, every supervisor program runs)."""
-        from tests.e2e.clients import http_get, ws_handshake_ok
+        from harness.clients import http_get, ws_handshake_ok
 
         def serving() -> bool:
             try:
@@ -753,11 +506,11 @@ class Stack:
             for pid in [server.pid, *descendants(server.pid)]
             if is_alive(pid) and "uwsgi" in cmdline(pid).lower()
         ]
-        table = process_table()
-        masters = [pid for pid in uwsgi if table.get(pid, (0, 0))[0] not in uwsgi]
+        parents = {pid: parent(pid) for pid in uwsgi}
+        masters = [pid for pid in uwsgi if parents[pid] not in uwsgi]
         assert len(masters) == 1, f"expected one uWSGI master among {uwsgi}"
         master = masters[0]
-        return master, [pid for pid in uwsgi if table.get(pid, (0, 0))[0] == master]
+        return master, [pid for pid in uwsgi if parents[pid] == master]
 
     def redis_subscriptions(self) -> int:
         """How many pub/sub channels Redis has subscribers for (the pub/sub layer's groups and
@@ -783,7 +536,7 @@ class Stack:
         """{name: log file} of every server, the one-shots and nginx's own error log."""
         files = {name: server.log_path for name, server in self.servers.items()}
         files.update({name: self.logs / f"{name}.log" for name in self.one_shots})
-        files["nginx error.log"] = self.tmp / "nginx" / "error.log"
+        files["nginx error.log"] = self.nginx_root / "error.log"
         return {name: path for name, path in files.items() if path.exists()}
 
     def log_sizes(self) -> dict[str, int]:
