@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import socket
+import ssl
 from typing import Protocol
 from urllib.parse import quote
 
@@ -19,7 +21,8 @@ from harness.processes import LOOPBACK
 
 
 class Site(Protocol):
-    """What a client needs to know of a running stack."""
+    """What a client needs to know of a running stack (a TLS site: `https_port`, and a
+    `tls_context` that trusts its certificate; plain sites may lack both)."""
 
     http_port: int
     domain: str
@@ -28,11 +31,40 @@ class Site(Protocol):
     def origin(self) -> str: ...
 
 
-def http_get(site: Site, path: str, *, host: str | None = None) -> tuple[int, dict, bytes]:
-    """GET `path` from nginx as `host` (default: the site's domain): status, headers, body."""
-    connection = http.client.HTTPConnection(LOOPBACK, site.http_port, timeout=10)
+def tls_of(site: Site) -> tuple[int, ssl.SSLContext] | None:
+    """(https port, context) when the site is served over TLS, else None."""
+    port, context = getattr(site, "https_port", None), getattr(site, "tls_context", None)
+    return (port, context) if port and context else None
+
+
+class LoopbackHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that sends and verifies the site's name (SNI), as a browser would."""
+
+    def __init__(self, name: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(LOOPBACK, port, context=context, timeout=timeout)
+        self.site_name = name
+
+    def connect(self) -> None:
+        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.site_name)
+
+
+def http_get(
+    site: Site, path: str, *, host: str | None = None, scheme: str | None = None
+) -> tuple[int, dict, bytes]:
+    """GET `path` from nginx as `host` (default: the site's domain): status, headers, body.
+
+    Over https on a TLS site, unless `scheme="http"` asks for its plain-http port.
+    """
+    tls = tls_of(site) if scheme != "http" else None
+    if tls is None:
+        port = site.http_port
+        connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    else:
+        port, context = tls
+        connection = LoopbackHTTPSConnection(site.domain, port, context, timeout=10)
     try:
-        connection.request("GET", path, headers={"Host": host or f"{site.domain}:{site.http_port}"})
+        connection.request("GET", path, headers={"Host": host or f"{site.domain}:{port}"})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -40,7 +72,10 @@ def http_get(site: Site, path: str, *, host: str | None = None) -> tuple[int, di
 
 
 def ws_url(site: Site, path: str) -> str:
-    """The ws:// URL of `path` on the site (the TCP connection goes to 127.0.0.1)."""
+    """The ws:// (wss:// on a TLS site) URL of `path` (the TCP connection goes to 127.0.0.1)."""
+    tls = tls_of(site)
+    if tls is not None:
+        return f"wss://{site.domain}:{tls[0]}{path}"
     return f"ws://{site.domain}:{site.http_port}{path}"
 
 
@@ -51,14 +86,16 @@ def room_path(room: str) -> str:
 
 async def open_ws(site: Site, path: str, *, origin: str | None = None) -> ClientConnection:
     """Open a WebSocket to `path` through nginx, as a page of the site would."""
+    tls = tls_of(site)
     return await connect(
         ws_url(site, path),
         origin=origin or site.origin,
         host=LOOPBACK,
-        port=site.http_port,
+        port=site.http_port if tls is None else tls[0],
         open_timeout=10,
         max_size=2**21,
         ping_interval=None,
+        **({} if tls is None else {"ssl": tls[1], "server_hostname": site.domain}),
     )
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import resource
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -265,6 +266,10 @@ class Stack:
             if key in self.env and int(self.env[key]) > hard:
                 self.env[key] = str(hard)
         self.http_port = int(self.env["HTTP_PORT"])
+        # A TLS bake (https != none): nginx serves the site on HTTPS_PORT; clients trust the
+        # certificate through `tls_context`, which the test that made the certificate sets.
+        self.https_port = int(self.env["HTTPS_PORT"]) if "HTTPS_PORT" in self.env else None
+        self.tls_context: ssl.SSLContext | None = None
         self.domain = self.env["NGINX_SERVER_NAME"]
         self.servers: dict[str, Server] = {}
 
@@ -276,6 +281,8 @@ class Stack:
     @property
     def origin(self) -> str:
         """The Origin a browser on this site sends."""
+        if self.https_port is not None:
+            return f"https://{self.domain}:{self.https_port}"
         return f"http://{self.domain}:{self.http_port}"
 
     @property
@@ -384,7 +391,7 @@ class Stack:
                 cwd=self.tmp,
                 env=env,
                 log_path=log_path,
-                ports=[self.http_port],
+                ports=[self.http_port, *([self.https_port] if self.https_port else [])],
             )
         # A Python service. Compose runs ASGI_WORKERS replicas of `asgi` (deploy.replicas), each
         # in its own container on the same port; natively one process holds the port, so one
@@ -409,7 +416,8 @@ class Stack:
         env = {"PATH": self.env["PATH"]}
         for key, value in (service.get("environment") or {}).items():
             value = str(value)
-            if value.startswith("/"):
+            # A path from .env (`${TLS_CERTIFICATE}`) was already moved under tmp by native_env.
+            if value.startswith("/") and not Path(value).is_relative_to(self.tmp):
                 value = str(
                     bake.native_path(
                         PurePosixPath(value), mounts, self.volume_dirs, self.tmp / "root"
@@ -446,6 +454,7 @@ class Stack:
             ).stdout
             for image_path, native in moves.items():
                 rendered = rendered.replace(image_path, native)
+            rendered = http2_for(self.binaries["nginx"], rendered)
             (root / template.name.removesuffix(".template")).write_text(rendered)
         argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log")]
         return [*argv, "-g", "daemon off;", "-c", str(root / "nginx.conf")], env
@@ -570,6 +579,27 @@ class Stack:
             parts.append(f"--- {name}: {path} (last {LOG_TAIL_LINES} lines) ---")
             parts.extend(lines)
         return "\n".join(parts)
+
+
+def nginx_version(nginx: str) -> tuple[int, ...]:
+    """The version of the nginx binary (`nginx -v` writes "nginx version: nginx/1.22.1")."""
+    result = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False)  # noqa: S603
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", result.stderr)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
+
+
+def http2_for(nginx: str, config: str) -> str:
+    """`config` as this nginx reads HTTP/2: nginx before 1.25.1 (Debian 12 ships 1.22) has no
+    `http2 on;` (the image's 1.27 does), only the older `listen ... ssl http2` it replaced."""
+    if "http2 on;" not in config or nginx_version(nginx) >= (1, 25, 1):
+        return config
+    lines = config.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if line.strip() == "http2 on;":
+            lines[number] = ""
+            listen = max(i for i in range(number) if lines[i].lstrip().startswith("listen "))
+            lines[listen] = lines[listen].replace(";", " http2;", 1)
+    return "".join(lines)
 
 
 def _argv0s(pid: int) -> str:

@@ -8,7 +8,8 @@ The shipped checker keeps what a user editing the project most often breaks (its
 them); these guard the template's own structure, which a user rarely touches: nginx's locations
 against the WebSocket routes and Django's static files, the template and static volumes, every
 service reading .env, uWSGI's $(VAR) guards, the files and apps commands name, healthchecks and
-restart policies, stop signals, loopback binds, published ports, header buffers and file limits.
+restart policies, stop signals, loopback binds, published ports, header buffers, file limits, and
+on a TLS site the ACME challenge path over plain http and the certificate's mounts.
 They read the project with the shipped checker's readers (loaded from the project by path), so
 each format has one reader. Standard library and PyYAML only: cookiecutter's Python runs this.
 """
@@ -46,6 +47,10 @@ NGINX_UWSGI_PARAMS_BYTES = 1024
 UWSGI_DEFAULT_BUFFER = 4096
 UWSGI_MAX_PACKET = 65535
 NGINX_DEFAULT_CONNECTIONS = 512
+# https: where certbot's webroot challenges are fetched, always over plain http (RFC 8555 8.3).
+ACME_PATH = "/.well-known/acme-challenge/"
+# The script that checks the certificate nginx serves, in a one-shot service before nginx.
+TLS_CHECK = "deploy/tls_check.py"
 # Files a command names, recognised by their suffix.
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
@@ -569,8 +574,11 @@ def check_pages_go_to_uwsgi(project: Project) -> Iterator[Problem]:
 
 
 def static_locations(project: Project) -> Iterator[tuple[Location, str]]:
-    """(location, folder on disk) for each location nginx serves files from with alias / root."""
+    """(location, folder on disk) for each location nginx serves static files from with alias /
+    root (ACME challenges are files too, but certbot's, not collectstatic's: stack.E060)."""
     for _, location in nginx_locations(project):
+        if location.path == ACME_PATH:
+            continue
         for alias in location.block.find("alias"):
             yield location, alias.args[0].rstrip("/")
         for root in location.block.find("root"):
@@ -727,17 +735,20 @@ def check_server_apps_exist(project: Project) -> Iterator[Problem]:
 
 
 def check_nginx_publishes_http_port(project: Project) -> Iterator[Problem]:
-    """stack.E041: nginx publishes exactly HTTP_PORT, onto a port its config listens on."""
-    http_port = project.env.get("HTTP_PORT", "")
+    """stack.E041: nginx publishes exactly HTTP_PORT (and HTTPS_PORT, when .env has one), each
+    onto the same port inside, which its config listens on (the redirect to https names it)."""
+    values = {key: project.env.get(key, "") for key in ("HTTP_PORT", "HTTPS_PORT")}
+    allowed = {f"{key}={port}": port for key, port in values.items() if port}
     listen = sorted({str(port) for _, port in nginx_listens(project)})
     ports = published_ports(project.services[project.nginx_service])
     for host, container in ports:
-        if host != http_port or container not in listen:
+        if host not in allowed.values() or container != host or container not in listen:
             yield Problem(
                 "stack.E041",
                 (COMPOSE, NGINX_TEMPLATE),
                 f"nginx publishes {host or '(any)'}:{container}; it must publish only "
-                f"HTTP_PORT={http_port} onto a port it listens on ({', '.join(listen)})",
+                f"{' and '.join(allowed)}, each onto itself, a port it listens on "
+                f"({', '.join(listen)})",
             )
     if not ports:
         yield Problem("stack.E041", (COMPOSE, NGINX_TEMPLATE), "nginx publishes no port")
@@ -897,6 +908,142 @@ def check_containers_may_open_enough_files(project: Project) -> Iterator[Problem
             )
 
 
+def tls_servers(project: Project) -> list[object]:
+    """The nginx servers that listen with `ssl` (none: the site is plain http)."""
+    return [
+        server
+        for server in project.nginx.find("server")
+        if any("ssl" in listen.args[1:] for listen in server.find("listen"))
+    ]
+
+
+def check_acme_challenges_over_http(project: Project) -> Iterator[Problem]:
+    """stack.E060: a TLS site still answers ACME challenges over plain http, from a volume.
+
+    certbot's webroot (and any ACME client's http-01) needs http://NAME/.well-known/acme-
+    challenge/TOKEN to be a file, not the redirect to https: the location must win for that path,
+    serve files, and no server-level `return` may answer before locations run.
+    """
+    if not tls_servers(project):
+        return
+    http_port = int(project.env.get("HTTP_PORT") or 0)
+    names = set(project.env.get("NGINX_SERVER_NAME", "").split())
+    servers = [
+        server
+        for server in project.nginx.find("server")
+        if names & {word for d in server.find("server_name") for word in d.args}
+        and any(port == http_port for _, port in listens_of(server))
+    ]
+    where = (NGINX_TEMPLATE,)
+    if not servers:
+        yield Problem(
+            "stack.E060",
+            where,
+            f"no plain-http server for the site's name answers ACME challenges on "
+            f"HTTP_PORT={http_port}",
+        )
+        return
+    for server in servers:
+        swallowing = [d.name for d in server.children if d.name in ("return", "rewrite")]
+        location = best_location(project, server, ACME_PATH + "token")
+        if swallowing:
+            why = f"its server-level `{swallowing[0]}` answers before any location"
+        elif location is None or location.path != ACME_PATH:
+            found = location.path if location else "no location"
+            why = f"it goes to {found}: add `location ^~ {ACME_PATH}` serving the webroot"
+        elif location.modifier != "^~":
+            why = f"`location {location.path}` needs `^~`, so no regex location takes it over"
+        elif location.block.find("return") or location.block.find("rewrite"):
+            why = f"`location {location.path}` redirects it instead of serving the file"
+        elif not (location.block.find("root") or location.block.find("alias")):
+            why = f"`location {location.path}` serves no folder (root)"
+        else:
+            yield from acme_root_is_a_volume(project, location)
+            continue
+        yield Problem("stack.E060", where, f"http://NAME{ACME_PATH}TOKEN is not served: {why}")
+
+
+def listens_of(server: object) -> list[tuple[str, int]]:
+    """The (host, port) pairs one nginx server listens on."""
+    pairs = []
+    for listen in server.find("listen"):
+        host, _, port = listen.args[0].rpartition(":")
+        if port.isdigit():
+            pairs.append((host, int(port)))
+    return pairs
+
+
+def acme_root_is_a_volume(project: Project, location: Location) -> Iterator[Problem]:
+    """The ACME location's folder is a named volume in nginx (certbot will write into it)."""
+    root = location.block.find("root")
+    folder = root[0].args[0].rstrip("/") if root else location.block.find("alias")[0].args[0]
+    mounts = volume_mounts(project.services[project.nginx_service])
+    if not any(is_named_volume(src) and target == folder.rstrip("/") for src, target in mounts):
+        yield Problem(
+            "stack.E060",
+            (NGINX_TEMPLATE, COMPOSE),
+            f"location {location.path} serves {folder}, which is no named volume's mount point "
+            f"in service {project.nginx_service!r}; an ACME client could not write there",
+        )
+
+
+def check_certificate_mounts(project: Project) -> Iterator[Problem]:
+    """stack.E061: nginx's certificate and key lie in a folder its service mounts, and the
+    service that checks them first (deploy/tls_check.py) reads the same files, mounted alike."""
+    tree = project.nginx
+    paths = [
+        d.args[0]
+        for name in ("ssl_certificate", "ssl_certificate_key")
+        for d in tree.find(name) + [x for s in tree.find("server") for x in s.find(name)]
+    ]
+    if not paths:
+        return
+    nginx_mounts = volume_mounts(project.services[project.nginx_service])
+    checkers = {
+        name: service
+        for name, service in project.services.items()
+        if TLS_CHECK in " ".join(checker.command_argv(service.get("command")))
+    }
+    if not checkers:
+        yield Problem(
+            "stack.E061",
+            (COMPOSE, TLS_CHECK),
+            f"no service runs {TLS_CHECK} before nginx starts: add it to the one-shot `setup` "
+            "service's command",
+        )
+    for path in dict.fromkeys(paths):
+        mount = next(
+            ((s, t) for s, t in nginx_mounts if path.startswith(t.rstrip("/") + "/")), None
+        )
+        if mount is None:
+            yield Problem(
+                "stack.E061",
+                (NGINX_TEMPLATE, COMPOSE),
+                f"nginx reads {path}, but service {project.nginx_service!r} mounts no folder "
+                "holding it: mount TLS_HOST_DIR there",
+            )
+            continue
+        for name, service in checkers.items():
+            checked = {
+                service_environment(project.env, service).get(key)
+                for key in ("TLS_CERTIFICATE", "TLS_CERTIFICATE_KEY")
+            }
+            if path not in checked:
+                yield Problem(
+                    "stack.E061",
+                    (NGINX_TEMPLATE, COMPOSE),
+                    f"nginx reads {path}, but {TLS_CHECK} in service {name!r} checks "
+                    f"{sorted(map(str, checked))}: read both from TLS_CERTIFICATE(_KEY)",
+                )
+            elif mount not in volume_mounts(service):
+                yield Problem(
+                    "stack.E061",
+                    (COMPOSE,),
+                    f"nginx reads {path} from {mount[0]} mounted at {mount[1]}; service "
+                    f"{name!r}, which checks it, must mount the same",
+                )
+
+
 RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_websocket_locations,
     check_pages_go_to_uwsgi,
@@ -916,6 +1063,8 @@ RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
     check_uwsgi_buffer_holds_nginx_headers,
     check_connection_limits,
     check_containers_may_open_enough_files,
+    check_acme_challenges_over_http,
+    check_certificate_mounts,
 )
 
 

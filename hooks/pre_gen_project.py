@@ -4,8 +4,8 @@ Each rule is one function `check_<what>(answers) -> str | None` returning the pr
 field, the bad value and the fix) or None. All rules run, every problem is printed, and the hook
 exits 1, so cookiecutter writes nothing. Stdlib only: cookiecutter runs this file on its own.
 
-process_manager has no rule here: cookiecutter itself refuses a value outside its choices, even
-with --no-input (tests/test_hooks.py keeps it so).
+process_manager and https have no rule of their own here: cookiecutter itself refuses a value
+outside their choices, even with --no-input (tests/test_hooks.py keeps it so).
 """
 
 import json
@@ -49,8 +49,10 @@ SLUG_PATTERN: Final = re.compile(r"[a-z_][a-z0-9_]*")
 # `<slug>-app-1`): short enough for every one of them, and for people typing it.
 MAX_SLUG_LENGTH: Final = 50
 HOSTNAME_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
-PORT_FIELDS: Final = ("http_port", "wsgi_port", "asgi_port")
+PORT_FIELDS: Final = ("http_port", "https_port", "wsgi_port", "asgi_port")
 REDIS_PORT: Final = 6379
+# A name under this one stays on the machine (RFC 6761): no certificate authority validates it.
+LOCAL_DOMAIN: Final = "localhost"
 MAX_ASGI_WORKERS: Final = 32
 # The oldest cookiecutter that bakes this template as intended, found by baking with releases
 # from 1.7.3 to 2.7.1 (the tests run 2.7.1): 2.2.3 asks every __prompts__ question in words;
@@ -144,7 +146,7 @@ def check_ports_are_numbers(answers: dict) -> str | None:
 
 
 def check_ports_differ(answers: dict) -> str | None:
-    """nginx, uWSGI and Daphne need a port each, and none may be Redis' port."""
+    """nginx (http and https), uWSGI and Daphne need a port each, and none may be Redis' port."""
     ports = {field: as_int(answers[field]) for field in PORT_FIELDS}
     if None in ports.values():
         return None  # check_ports_are_numbers reports it
@@ -153,8 +155,21 @@ def check_ports_differ(answers: dict) -> str | None:
             return f"{field}={port} is Redis' port in the stack: pick another, e.g. {field}=8003."
     if len(set(ports.values())) < len(ports):
         shown = ", ".join(f"{field}={port}" for field, port in ports.items())
-        return f"{shown}: the three ports must all differ, e.g. 8000, 8001 and 8002."
+        return f"{shown}: the ports must all differ, e.g. 8000, 443, 8001 and 8002."
     return None
+
+
+def check_domain_can_get_a_certificate(answers: dict) -> str | None:
+    """https=letsencrypt needs a public host name: a CA cannot reach `localhost` or a bare name."""
+    domain = str(answers["domain_name"]).rstrip(".").lower()
+    local = domain == LOCAL_DOMAIN or domain.endswith("." + LOCAL_DOMAIN) or "." not in domain
+    if answers.get("https") != "letsencrypt" or not local:
+        return None
+    return (
+        f"domain_name={answers['domain_name']!r} cannot get a Let's Encrypt certificate: the CA "
+        "must reach the site by a public name; give one (domain_name=chat.example.com), or pick "
+        "https=own_certificate (or https=none) for a local site."
+    )
 
 
 def check_asgi_workers(answers: dict) -> str | None:
@@ -176,6 +191,7 @@ CHECKS: Final[tuple[Callable[[dict], str | None], ...]] = (
     check_ports_are_numbers,
     check_ports_differ,
     check_asgi_workers,
+    check_domain_can_get_a_certificate,
 )
 
 

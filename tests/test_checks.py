@@ -81,12 +81,16 @@ class Breakage:
     process_manager: str
     rule: str
     edits: tuple[Edit, ...]
+    https: str = "none"
 
     def __str__(self) -> str:
-        return f"{self.rule}:{self.name}:{self.process_manager}"
+        tls = "" if self.https == "none" else f"+https:{self.https}"
+        return f"{self.rule}:{self.name}:{self.process_manager}{tls}"
 
 
 SUPERVISOR, COMPOSE_PM = "supervisor", "compose"
+
+OWN = "own_certificate"
 
 BREAKAGES = (
     Breakage(
@@ -404,6 +408,86 @@ BREAKAGES = (
         "stack.E022",
         (replace(COMPOSE, '"${WSGI_PORT}", "http:${ASGI_PORT}"]', '"${WSGI_PORT}", "http:9999"]'),),
     ),
+    # https: the certificate nginx serves is the one `setup` checks, from the same mount.
+    Breakage(
+        "https-published-onto-another-port",
+        SUPERVISOR,
+        "stack.E041",
+        (replace(COMPOSE, ":${HTTPS_PORT}:${HTTPS_PORT}", ":${HTTPS_PORT}:${HTTP_PORT}"),),
+        OWN,
+    ),
+    Breakage(
+        "redirect-at-server-level",
+        SUPERVISOR,
+        "stack.E060",
+        (
+            replace(
+                NGINX,
+                "    location / {\n        return 301 https://$host$https_site_port$request_uri;",
+                "    return 301 https://$host$https_site_port$request_uri;\n    location / {",
+            ),
+        ),
+        OWN,
+    ),
+    Breakage(
+        "acme-location-without-caret",
+        COMPOSE_PM,
+        "stack.E060",
+        (replace(NGINX, "location ^~ /.well-known/", "location /.well-known/"),),
+        OWN,
+    ),
+    Breakage(
+        "acme-location-redirects",
+        SUPERVISOR,
+        "stack.E060",
+        (
+            replace(
+                NGINX,
+                "        log_not_found off;\n",
+                "        return 301 https://$host$https_site_port$request_uri;\n",
+            ),
+        ),
+        OWN,
+    ),
+    Breakage(
+        "acme-webroot-not-a-volume",
+        SUPERVISOR,
+        "stack.E060",
+        (replace(COMPOSE, "ACME_WEBROOT: /var/www/acme", "ACME_WEBROOT: /srv/acme"),),
+        OWN,
+    ),
+    Breakage(
+        "certificate-outside-the-mount",
+        SUPERVISOR,
+        "stack.E061",
+        (set_env("TLS_CERTIFICATE", "/etc/ssl/fullchain.pem"),),
+        OWN,
+    ),
+    Breakage(
+        "nginx-certificate-not-the-checked-one",
+        COMPOSE_PM,
+        "stack.E061",
+        (
+            replace(
+                COMPOSE, "TLS_CERTIFICATE: ${TLS_CERTIFICATE}", "TLS_CERTIFICATE: /etc/tls/a.pem"
+            ),
+        ),
+        OWN,
+    ),
+    Breakage(
+        "setup-mounts-other-certificates",
+        SUPERVISOR,
+        "stack.E061",
+        (replace(COMPOSE, "${TLS_HOST_DIR}:/etc/tls:ro", "./certs:/etc/tls:ro"),),
+        OWN,
+    ),
+    Breakage(
+        "certificate-never-checked",
+        COMPOSE_PM,
+        "stack.E061",
+        (replace(COMPOSE, "python deploy/tls_check.py && ", ""),),
+        OWN,
+    ),
 )
 
 
@@ -432,20 +516,24 @@ def copy_of(project: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(project, tmp_path / project.name))
 
 
+@pytest.mark.parametrize("https", COOKIECUTTER_JSON["https"])
 @pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
-def test_checker_passes_on_a_fresh_bake(bake_once, process_manager: str) -> None:
-    """A project baked with defaults passes the checker and the bake's checks: ok, exit 0."""
-    project = bake_once(process_manager=process_manager)
+def test_checker_passes_on_a_fresh_bake(bake_once, process_manager: str, https: str) -> None:
+    """A fresh bake of each choice passes the checker and the bake's checks: ok, exit 0."""
+    project = bake_once(process_manager=process_manager, https=https)
     for result in (run_checker(project), run_bake_checks(project)):
         assert result.returncode == 0, result.stdout + result.stderr
         assert "ok" in result.stdout
         assert not RULE_ID.findall(result.stdout)
 
 
+@pytest.mark.parametrize("https", COOKIECUTTER_JSON["https"])
 @pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
-def test_checker_passes_without_dotenv(bake_once, tmp_path: Path, process_manager: str) -> None:
+def test_checker_passes_without_dotenv(
+    bake_once, tmp_path: Path, process_manager: str, https: str
+) -> None:
     """Without .env (a CI checkout: it is never committed) the values come from .env.example."""
-    project = copy_of(bake_once(process_manager=process_manager), tmp_path)
+    project = copy_of(bake_once(process_manager=process_manager, https=https), tmp_path)
     (project / ".env").unlink()
     for result in (run_checker(project, str(project)), run_bake_checks(project)):
         assert result.returncode == 0, result.stdout + result.stderr
@@ -456,7 +544,8 @@ def test_checker_names_exactly_the_broken_rule(
     bake_once, tmp_path: Path, breakage: Breakage
 ) -> None:
     """One edit that makes two files disagree fails the checker with that rule's id alone."""
-    project = copy_of(bake_once(process_manager=breakage.process_manager), tmp_path)
+    baked = bake_once(process_manager=breakage.process_manager, https=breakage.https)
+    project = copy_of(baked, tmp_path)
     for edit in breakage.edits:
         edit(project)
     result = run_bake_checks(project)

@@ -55,6 +55,9 @@ BAD_ANSWERS = [
     (["wsgi_port=8000"], "wsgi_port=8000", "must all differ"),
     (["asgi_port=8001"], "asgi_port=8001", "must all differ"),
     (["http_port=6379"], "http_port=6379", "Redis"),
+    (["https_port=8001"], "https_port=8001", "must all differ"),
+    (["https_port=6379"], "https_port=6379", "Redis"),
+    (["https_port=0"], "https_port='0'", "1 to 65535"),
     (["domain_name=bad_domain!"], "domain_name='bad_domain!'", "valid host name"),
     (["domain_name=-lead.example.com"], "domain_name='-lead.example.com'", "valid host name"),
     (["domain_name=a..b"], "domain_name='a..b'", "valid host name"),
@@ -104,6 +107,49 @@ def test_unknown_process_manager_is_refused_by_cookiecutter(tmp_path: Path) -> N
     assert "supervisor" in result.stderr
     assert "compose" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_letsencrypt_is_not_offered_yet(tmp_path: Path) -> None:
+    """https=letsencrypt is refused by cookiecutter itself (not among the choices yet), naming
+    the choices there are."""
+    result = run_cookiecutter(tmp_path, "https=letsencrypt")
+    assert result.returncode != 0
+    assert "own_certificate" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def load_pre_gen_hook(answers: dict) -> dict:
+    """The pre-generation hook rendered with `answers` as cookiecutter renders it, executed
+    (not run: no main()) so that its rules can be called one by one."""
+    source = (TEMPLATE_DIR / "hooks" / "pre_gen_project.py").read_text(encoding="utf-8")
+    rendered = source.replace("{{ cookiecutter | tojson }}", json.dumps(answers))
+    namespace: dict = {"__name__": "pre_gen_project"}
+    exec(compile(rendered, "pre_gen_project.py", "exec"), namespace)  # noqa: S102 - our hook
+    return namespace
+
+
+@pytest.mark.parametrize(
+    ("domain", "refused"),
+    [
+        ("localhost", True),
+        ("chat.localhost", True),
+        ("intranet", True),
+        ("chat.example.com", False),
+        ("chat.example.com.", False),
+    ],
+)
+def test_letsencrypt_needs_a_public_domain(domain: str, refused: bool) -> None:
+    """The rule for https=letsencrypt (ready for when it is offered): a name no CA can reach is
+    refused with the field, the value and both fixes; other choices accept it."""
+    answers = {"domain_name": domain, "https": "letsencrypt"}
+    rule = load_pre_gen_hook(answers)["check_domain_can_get_a_certificate"]
+    problem = rule(answers)
+    assert (problem is not None) == refused
+    if refused:
+        assert f"domain_name={domain!r}" in problem
+        assert "domain_name=chat.example.com" in problem
+        assert "https=own_certificate" in problem
+    assert rule({"domain_name": domain, "https": "own_certificate"}) is None
 
 
 def test_good_non_default_answers_bake(tmp_path: Path) -> None:
@@ -178,11 +224,13 @@ def test_remove_table_names_only_paths_the_template_has() -> None:
             assert (project_dir / path).exists(), path
 
 
-@pytest.mark.parametrize("process_manager", ["supervisor", "compose"])
-def test_removed_paths_match_the_table(bake: Bake, process_manager: str) -> None:
+@pytest.mark.parametrize(
+    ("process_manager", "https"), [("supervisor", "own_certificate"), ("compose", "none")]
+)
+def test_removed_paths_match_the_table(bake: Bake, process_manager: str, https: str) -> None:
     """After a bake, each table path is absent exactly when its row matches the answers."""
-    project = bake(process_manager=process_manager)
-    answers = {"process_manager": process_manager}
+    project = bake(process_manager=process_manager, https=https)
+    answers = {"process_manager": process_manager, "https": https}
     for (option, value), paths in REMOVE_WHEN.items():
         for path in paths:
             assert (project / path).exists() == (answers[option] != value), path
@@ -276,11 +324,14 @@ def test_a_bake_time_rule_fails_the_bake_and_leaves_nothing(tmp_path: Path) -> N
     """A template whose nginx serves static files from a folder no volume fills (stack.E006, a
     rule deploy/check.py does not ship) fails to bake, names the rule, and writes nothing."""
     template = tmp_path / "template"
-    shutil.copytree(
-        TEMPLATE_DIR,
-        template,
-        ignore=shutil.ignore_patterns(".git", ".venv", "*cache*", "out", "tests", "benchmarks"),
-    )
+    skipped = shutil.ignore_patterns(".git", ".venv", "*cache*", "out", "benchmarks")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        """What the copy leaves out: tooling, and the template's tests (not the project's)."""
+        own_tests = {"tests"} & set(names) if Path(folder) == TEMPLATE_DIR else set()
+        return set(skipped(folder, names)) | own_tests
+
+    shutil.copytree(TEMPLATE_DIR, template, ignore=ignore)
     nginx = template / "{{cookiecutter.project_slug}}/deploy/nginx/templates/default.conf.template"
     text = nginx.read_text(encoding="utf-8")
     nginx.write_text(text.replace("alias ${NGINX_STATIC_ROOT}/;", "alias /var/www/static/;"))

@@ -34,6 +34,13 @@ def option_matrix() -> list:
         pytest.param(
             {"http_port": "80", "wsgi_port": "9001", "asgi_port": "9002"}, id="other-ports"
         ),
+        pytest.param(
+            {"process_manager": "compose", "https": "own_certificate"}, id="compose+own_certificate"
+        ),
+        pytest.param(
+            {"https": "own_certificate", "http_port": "80", "https_port": "8443"},
+            id="own_certificate+other-ports",
+        ),
     ]
     return matrix
 
@@ -103,10 +110,37 @@ def test_answers_are_recorded(baked: Path) -> None:
     assert f"HTTP_PORT={answers['http_port']}\n" in env
 
 
-@pytest.mark.parametrize("process_manager", ["supervisor", "compose"])
-def test_generated_project_suite_passes(bake_once, process_manager: str) -> None:
-    """The baked project's own pytest suite runs and passes, from inside the template's suite."""
-    project = bake_once(process_manager=process_manager)
+@pytest.mark.parametrize(
+    ("answers", "origin"),
+    [
+        ({}, "http://localhost:8000"),
+        ({"http_port": "80"}, "http://localhost"),
+        ({"https": "own_certificate"}, "https://localhost"),
+        ({"https": "own_certificate", "https_port": "8443"}, "https://localhost:8443"),
+        (
+            {"https": "own_certificate", "http_port": "443", "https_port": "80"},
+            "https://localhost:80",
+        ),
+    ],
+    ids=["http", "http-80", "https-443", "https-8443", "https-on-80"],
+)
+def test_https_choice_reaches_django(bake_once, answers: dict, origin: str) -> None:
+    """DJANGO_HTTPS follows `https`, and the CSRF origin has the scheme and the port a browser
+    sends (none for the scheme's default port)."""
+    from harness.bake import read_env
+
+    env = read_env(bake_once(**answers))
+    assert env["DJANGO_CSRF_TRUSTED_ORIGINS"] == origin
+    assert env["DJANGO_HTTPS"] == ("1" if origin.startswith("https") else "0")
+    assert ("HTTPS_PORT" in env) == origin.startswith("https")
+
+
+@pytest.mark.parametrize("https", COOKIECUTTER_JSON["https"])
+@pytest.mark.parametrize("process_manager", COOKIECUTTER_JSON["process_manager"])
+def test_generated_project_suite_passes(bake_once, process_manager: str, https: str) -> None:
+    """The baked project's own pytest suite runs and passes, from inside the template's suite
+    (with https=own_certificate, deploy/tests/test_tls_check.py among it)."""
+    project = bake_once(process_manager=process_manager, https=https)
     result = subprocess.run(  # noqa: S603 - the same interpreter, the project's own tests
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from harness.bake import read_env
-from tests.conftest import require_binary
+from tests.certificates import Authority
+from tests.conftest import COOKIECUTTER_JSON, require_binary
 
 BIN = Path(sys.executable).parent
-PROCESS_MANAGERS = ["supervisor", "compose"]
+PROCESS_MANAGERS = COOKIECUTTER_JSON["process_manager"]
+HTTPS = COOKIECUTTER_JSON["https"]
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -27,10 +29,14 @@ def run(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.Co
     )
 
 
-@pytest.fixture(params=PROCESS_MANAGERS)
+@pytest.fixture(
+    params=[(pm, https) for https in HTTPS for pm in PROCESS_MANAGERS],
+    ids=lambda param: f"{param[0]}+https:{param[1]}",
+)
 def project(request: pytest.FixtureRequest, bake_once) -> Path:
-    """A baked project of each process-manager choice."""
-    return bake_once(process_manager=request.param)
+    """A baked project of each process-manager choice, plain and with TLS."""
+    process_manager, https = request.param
+    return bake_once(process_manager=process_manager, https=https)
 
 
 def test_compose_file_passes_the_compose_parser(project: Path) -> None:
@@ -110,11 +116,22 @@ def test_supervisord_config_parses(bake_once) -> None:
     assert uwsgi.stopsignal == 15  # TERM: uwsgi.ini sets die-on-term
 
 
-@pytest.mark.parametrize("https", ["0", "1"])
-def test_django_deploy_checks_pass(bake_once, https: str) -> None:
-    """`check --deploy --fail-level WARNING` passes with production settings, with TLS off or on."""
-    project = bake_once()
-    env = native_env(project, DJANGO_HTTPS=https, DJANGO_DEBUG="0")
+@pytest.mark.parametrize(
+    ("https", "overrides"),
+    [
+        ("none", {}),
+        ("none", {"DJANGO_HTTPS": "1"}),  # TLS ends at a load balancer in front
+        ("own_certificate", {}),
+        ("own_certificate", {"DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1", "DJANGO_HSTS_PRELOAD": "1"}),
+    ],
+    ids=["plain", "behind-tls-balancer", "own_certificate", "own_certificate+hsts-opt-ins"],
+)
+def test_django_deploy_checks_pass(bake_once, https: str, overrides: dict[str, str]) -> None:
+    """`check --deploy --fail-level WARNING` passes with the bake's own .env (DJANGO_DEBUG off),
+    with TLS off or on, and with the HSTS opt-ins."""
+    project = bake_once(https=https)
+    env = native_env(project, DJANGO_DEBUG="0", **overrides)
+    assert read_env(project)["DJANGO_HTTPS"] == ("0" if https == "none" else "1")
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
     result = run(command, project, env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -133,6 +150,10 @@ def rendered_nginx(project: Path, tmp_path: Path) -> tuple[list[str], Path]:
     # The limits as shipped, not as fitted to this machine for a native run (Stack's __init__).
     for key in ("MAX_OPEN_FILES", "NGINX_WORKER_CONNECTIONS"):
         stack.env[key] = stack.dotenv[key]
+    if "TLS_CERTIFICATE" in stack.env:  # nginx -t loads the certificate: a throwaway one
+        domain = stack.env["NGINX_SERVER_NAME"]
+        paths = (Path(stack.env["TLS_CERTIFICATE"]), Path(stack.env["TLS_CERTIFICATE_KEY"]))
+        Authority().issue(domain, *paths)
     argv, _ = stack.nginx_command()
     return argv, Path(argv[-1])
 

@@ -85,13 +85,20 @@ def stack(
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory):
     """Headless Chromium driven by Debian's chromedriver (options from DESIGN.md's traps)."""
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
+    yield driver
+    driver.quit()
+
+
+def start_chromium(folder: Path, env: dict[str, str] | None = None):
+    """Headless Chromium with its profile and logs in `folder`; `env` for chromedriver and the
+    browser (HOME decides which NSS database of trusted certificates Chromium reads)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     chromium = require_binary("chromium")
     chromedriver = require_binary("chromedriver")
-    folder = tmp_path_factory.mktemp("chromium")
     options = Options()
     options.binary_location = chromium
     for argument in [
@@ -106,8 +113,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         f"--user-data-dir={folder / 'profile'}",
     ]:
         options.add_argument(argument)
-    service = Service(chromedriver, log_output=str(folder / "chromedriver.log"))
+    service = Service(chromedriver, log_output=str(folder / "chromedriver.log"), env=env)
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    return driver

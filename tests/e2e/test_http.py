@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -106,3 +108,19 @@ def test_requests_with_every_header_nginx_accepts_reach_the_page(stack: Stack) -
         assert connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+@pytest.mark.e2e
+def test_shipped_smoke_test_passes(stack: Stack) -> None:
+    """deploy/smoke.py (what the project's CI runs after `up`) passes through nginx over http."""
+    command = [sys.executable, "deploy/smoke.py", "--port", str(stack.http_port)]
+    result = subprocess.run(  # noqa: S603 - the project's own script
+        [*command, "--host", stack.domain, "--https-port", ""],
+        cwd=stack.project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok  websocket round trip" in result.stdout

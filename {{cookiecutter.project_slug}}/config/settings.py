@@ -154,7 +154,9 @@ CHANNEL_LAYERS = {
     else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 }
 
-# Behind nginx: it terminates the client connection and says which scheme the client used.
+# Behind nginx: it terminates the client connection and says which scheme the client used. Safe
+# only because nginx overwrites X-Forwarded-Proto with its own $scheme, never passing a client's
+# (deploy/nginx/templates/default.conf.template); a balancer in front must do the same.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -169,18 +171,25 @@ SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")) if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS
-SILENCED_SYSTEM_CHECKS = (
-    []
-    if HTTPS
-    else [
-        "security.W004",  # SECURE_HSTS_SECONDS
-        "security.W008",  # SECURE_SSL_REDIRECT
-        "security.W012",  # SESSION_COOKIE_SECURE
-        "security.W016",  # CSRF_COOKIE_SECURE
-    ]
-)
+# Each binds more than this site (every sub-domain; browsers' preload lists), so each is its own
+# opt-in; nginx reads the same two variables for the header it sends on a TLS site.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("DJANGO_HSTS_PRELOAD")
+SILENCED_SYSTEM_CHECKS = [
+    *(
+        []
+        if HTTPS
+        else [
+            "security.W004",  # SECURE_HSTS_SECONDS
+            "security.W008",  # SECURE_SSL_REDIRECT
+            "security.W012",  # SESSION_COOKIE_SECURE
+            "security.W016",  # CSRF_COOKIE_SECURE
+        ]
+    ),
+    # Opt-ins left off on purpose (above), not forgotten.
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+]
 
 # Logs go to stdout: supervisor and compose collect them.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"

@@ -1,15 +1,18 @@
 """Smoke test of the running stack through nginx, with nothing but Python's standard library.
 
     python deploy/smoke.py [--address 127.0.0.1] [--port HTTP_PORT] [--host NGINX_SERVER_NAME]
+                           [--https-port HTTPS_PORT] [--cafile CA.pem]
 
 Checks, in order:
   1. the room page comes from Django (200, with the chat log on it);
   2. its stylesheet is a hashed static file, served with a cache lifetime;
   3. two WebSockets in one room both receive a message one of them sends
-     (nginx -> Daphne -> Redis -> Daphne -> nginx and back).
+     (nginx -> Daphne -> Redis -> Daphne -> nginx and back);
+  4. with https (HTTPS_PORT set): 1-3 over https and wss, verifying the certificate for the host
+     name (--cafile: a CA to trust besides the system's), and http:// redirects to https://.
 Exits 0 when all pass; otherwise prints the step that failed and exits 1. CI runs it after
-`docker compose up --wait`; run it after a deploy too. --port and --host default to HTTP_PORT and
-NGINX_SERVER_NAME from the environment (`set -a; . ./.env; set +a`).
+`docker compose up --wait`; run it after a deploy too. --port, --host and --https-port default to
+HTTP_PORT, NGINX_SERVER_NAME and HTTPS_PORT from the environment (`set -a; . ./.env; set +a`).
 """
 
 import argparse
@@ -20,6 +23,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import uuid
 
@@ -35,15 +39,22 @@ class SmokeError(Exception):
 
 
 class Site:
-    """Where the stack answers: the TCP address and port, and the host name nginx serves."""
+    """Where the stack answers: the TCP address and port, the host name nginx serves, and the
+    TLS context that verifies it (None: plain http)."""
 
-    def __init__(self, address: str, port: int, host: str) -> None:
-        self.address, self.port, self.host = address, port, host
-        self.origin = f"http://{host}:{port}"
+    def __init__(self, address: str, port: int, host: str, tls: ssl.SSLContext | None) -> None:
+        self.address, self.port, self.host, self.tls = address, port, host, tls
+        self.origin = f"{'https' if tls else 'http'}://{host}:{port}"
+
+    def connect(self) -> socket.socket:
+        """A connection to nginx; over TLS, sending and verifying the host name (SNI)."""
+        sock = socket.create_connection((self.address, self.port), timeout=TIMEOUT_SECONDS)
+        return self.tls.wrap_socket(sock, server_hostname=self.host) if self.tls else sock
 
     def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
         """GET `path` through nginx: status, headers, body."""
         connection = http.client.HTTPConnection(self.address, self.port, timeout=TIMEOUT_SECONDS)
+        connection.sock = self.connect()
         try:
             connection.request("GET", path, headers={"Host": f"{self.host}:{self.port}"})
             response = connection.getresponse()
@@ -56,7 +67,7 @@ class WebSocket:
     """A minimal RFC 6455 client: text frames out (masked), text frames in, pings answered."""
 
     def __init__(self, site: Site, path: str) -> None:
-        self.sock = socket.create_connection((site.address, site.port), timeout=TIMEOUT_SECONDS)
+        self.sock = site.connect()
         self.buffer = b""
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
@@ -173,14 +184,30 @@ def check_websocket(site: Site) -> str:
     return path
 
 
+def check_redirect(plain: Site, site: Site) -> str:
+    """4. Plain http answers with a redirect to the same path over https."""
+    status, headers, _ = plain.get("/chat/lobby/")
+    wanted = f"https://{site.host}{'' if site.port == 443 else f':{site.port}'}/chat/lobby/"
+    if status != 301 or headers.get("Location") != wanted:
+        raise SmokeError(f"http:// answered {status} to {headers.get('Location')!r}, not {wanted}")
+    return wanted
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--address", default="127.0.0.1", help="where nginx listens")
     parser.add_argument("--port", type=int, default=int(os.environ.get("HTTP_PORT", "80")))
     parser.add_argument("--host", default=os.environ.get("NGINX_SERVER_NAME", "localhost"))
+    parser.add_argument("--https-port", default=os.environ.get("HTTPS_PORT", ""))
+    parser.add_argument("--cafile", help="a CA certificate to trust (a test certificate's)")
     options = parser.parse_args(argv)
-    site = Site(options.address, options.port, options.host)
+    plain = site = Site(options.address, options.port, options.host, None)
+    if options.https_port:
+        context = ssl.create_default_context(cafile=options.cafile)
+        site = Site(options.address, int(options.https_port), options.host, context)
     try:
+        if site is not plain:
+            print(f"ok  http:// redirects to {check_redirect(plain, site)}")
         page = check_page(site)
         print(f"ok  page {site.origin}/chat/lobby/")
         print(f"ok  static {check_static(site, page)}")
