@@ -45,6 +45,8 @@ LOG_TAIL_LINES = 40
 NGINX_MIME_TYPES = "/etc/nginx/mime.types"
 IMAGE_UWSGI_PARAMS = "/etc/nginx/uwsgi_params"
 OFFICIAL_UWSGI_PARAMS = Path(__file__).parent / "nginx" / "uwsgi_params"
+# The nginx image runs the executable *.sh here before nginx (compose.yaml mounts ours there).
+ENTRYPOINT_DIR = PurePosixPath("/docker-entrypoint.d")
 # envsubst's form in the nginx templates (the image substitutes `${NAME}` only).
 TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Settings the Dockerfile's ENV gives every Python process of the image.
@@ -234,12 +236,17 @@ class Stack:
         self.redis_service = bake.service_by_image(self.services, "redis")
         self.nginx_service = bake.service_by_image(self.services, "nginx")
         self.one_shots = bake.one_shot_services(self.services)
-        python = [name for name, service in self.services.items() if "build" in service]
+        # The Python services share one environment natively: a path in any one's named volume
+        # (certbot's `acme`, `tls`) is that volume's folder for all of them, and for nginx.
+        python_mounts = {}
+        for service in self.services.values():
+            if "build" in service:
+                python_mounts |= bake.volume_mounts(service)
         (self.redis_port,) = free_ports(1)
         self.env = bake.native_env(
             self.dotenv,
             service_names=self.services,
-            mounts=bake.volume_mounts(self.services[python[0]]),
+            mounts=python_mounts,
             volume_dirs=self.volume_dirs,
             root=tmp / "root",
             redis_port=self.redis_port,
@@ -272,6 +279,7 @@ class Stack:
         self.tls_context: ssl.SSLContext | None = None
         self.domain = self.env["NGINX_SERVER_NAME"]
         self.servers: dict[str, Server] = {}
+        self.nginx_env: dict[str, str] = {}
 
     @property
     def process_manager(self) -> str:
@@ -314,6 +322,8 @@ class Stack:
                     server = self._server(name)
                     self.servers[name] = server
                     server.start()
+                    if name == self.nginx_service:
+                        self._start_entrypoint_scripts()
                     self._phase(f"{name} listening", began)
             began = time.perf_counter()
             self.wait_serving()
@@ -405,6 +415,31 @@ class Stack:
             ports=bake.healthcheck_ports(service, self.env),
         )
 
+    def _start_entrypoint_scripts(self) -> None:
+        """Run the scripts compose.yaml mounts into the nginx image's /docker-entrypoint.d/ (the
+        image runs them before nginx; what they leave running, natively, lives in their own
+        session beside nginx), with nginx's environment and its pid file."""
+        service = self.service(self.nginx_service)
+        for volume in service.get("volumes", []):
+            source, _, rest = str(volume).partition(":")
+            target = PurePosixPath(rest.split(":")[0])
+            if not (source.startswith(".") and target.parent == ENTRYPOINT_DIR):
+                continue
+            if target.suffix != ".sh":
+                continue
+            name = f"{self.nginx_service} {target.name}"
+            env = {**self.nginx_env, "NGINX_PID_FILE": str(self.nginx_root / "nginx.pid")}
+            server = Server(
+                name,
+                ["sh", str((self.project / source).resolve())],
+                cwd=self.tmp,
+                env=env,
+                log_path=self.logs / f"{target.stem}.log",
+                ports=[],
+            )
+            self.servers[name] = server
+            server.start()
+
     def nginx_command(self) -> tuple[list[str], dict[str, str]]:
         """Render the templates as the nginx image does (nginx.conf and the site), move the
         image's paths into tmp, and return the command that runs it and its environment."""
@@ -456,6 +491,7 @@ class Stack:
                 rendered = rendered.replace(image_path, native)
             rendered = http2_for(self.binaries["nginx"], rendered)
             (root / template.name.removesuffix(".template")).write_text(rendered)
+        self.nginx_env = env
         argv = [self.binaries["nginx"], "-p", str(root), "-e", str(root / "error.log")]
         return [*argv, "-g", "daemon off;", "-c", str(root / "nginx.conf")], env
 

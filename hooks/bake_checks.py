@@ -51,6 +51,8 @@ NGINX_DEFAULT_CONNECTIONS = 512
 ACME_PATH = "/.well-known/acme-challenge/"
 # The script that checks the certificate nginx serves, in a one-shot service before nginx.
 TLS_CHECK = "deploy/tls_check.py"
+# https=letsencrypt: the script that runs certbot and writes the certificate nginx serves.
+ACME_SCRIPT = "deploy/acme.py"
 # Files a command names, recognised by their suffix.
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
@@ -989,7 +991,8 @@ def acme_root_is_a_volume(project: Project, location: Location) -> Iterator[Prob
 
 def check_certificate_mounts(project: Project) -> Iterator[Problem]:
     """stack.E061: nginx's certificate and key lie in a folder its service mounts, and the
-    service that checks them first (deploy/tls_check.py) reads the same files, mounted alike."""
+    service that checks them first (deploy/tls_check.py) reads the same files, mounted alike, as
+    does any service that writes them (deploy/acme.py: certbot's certificate)."""
     tree = project.nginx
     paths = [
         d.args[0]
@@ -999,10 +1002,15 @@ def check_certificate_mounts(project: Project) -> Iterator[Problem]:
     if not paths:
         return
     nginx_mounts = volume_mounts(project.services[project.nginx_service])
-    checkers = {
-        name: service
+    commands = {
+        name: " ".join(checker.command_argv(service.get("command")))
         for name, service in project.services.items()
-        if TLS_CHECK in " ".join(checker.command_argv(service.get("command")))
+    }
+    checkers = {name: s for name, s in project.services.items() if TLS_CHECK in commands[name]}
+    readers = {
+        name: (service, TLS_CHECK if name in checkers else ACME_SCRIPT)
+        for name, service in project.services.items()
+        if name in checkers or ACME_SCRIPT in commands[name]
     }
     if not checkers:
         yield Problem(
@@ -1023,7 +1031,7 @@ def check_certificate_mounts(project: Project) -> Iterator[Problem]:
                 "holding it: mount TLS_HOST_DIR there",
             )
             continue
-        for name, service in checkers.items():
+        for name, (service, script) in readers.items():
             checked = {
                 service_environment(project.env, service).get(key)
                 for key in ("TLS_CERTIFICATE", "TLS_CERTIFICATE_KEY")
@@ -1032,7 +1040,7 @@ def check_certificate_mounts(project: Project) -> Iterator[Problem]:
                 yield Problem(
                     "stack.E061",
                     (NGINX_TEMPLATE, COMPOSE),
-                    f"nginx reads {path}, but {TLS_CHECK} in service {name!r} checks "
+                    f"nginx reads {path}, but {script} in service {name!r} uses "
                     f"{sorted(map(str, checked))}: read both from TLS_CERTIFICATE(_KEY)",
                 )
             elif mount not in volume_mounts(service):
@@ -1040,7 +1048,8 @@ def check_certificate_mounts(project: Project) -> Iterator[Problem]:
                     "stack.E061",
                     (COMPOSE,),
                     f"nginx reads {path} from {mount[0]} mounted at {mount[1]}; service "
-                    f"{name!r}, which checks it, must mount the same",
+                    f"{name!r}, which {'checks' if script == TLS_CHECK else 'writes'} it, "
+                    "must mount the same",
                 )
 
 

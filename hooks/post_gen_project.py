@@ -21,7 +21,18 @@ ANSWERS: Final = json.loads(r"""{{ cookiecutter | tojson }}""")
 # (option, value) -> paths that only a project with another value needs.
 REMOVE_WHEN: Final[dict[tuple[str, str], tuple[str, ...]]] = {
     ("process_manager", "compose"): ("deploy/supervisor",),
-    ("https", "none"): ("deploy/tls_check.py", "deploy/tests/test_tls_check.py"),
+    ("https", "none"): (
+        "deploy/tls_check.py",
+        "deploy/tests/test_tls_check.py",
+        "deploy/acme.py",
+        "deploy/tests/test_acme.py",
+        "deploy/nginx/reload-on-new-certificate.sh",
+    ),
+    ("https", "own_certificate"): (
+        "deploy/acme.py",
+        "deploy/tests/test_acme.py",
+        "deploy/nginx/reload-on-new-certificate.sh",
+    ),
 }
 
 SECRET_KEY_LINE: Final = "DJANGO_SECRET_KEY="

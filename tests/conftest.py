@@ -10,6 +10,9 @@ import pytest
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 COOKIECUTTER_JSON = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+# Answers a choice cannot bake without: a CA validates only a public name (pre_gen refuses
+# localhost for https=letsencrypt).
+CHOICE_NEEDS = {("https", "letsencrypt"): {"domain_name": "chat.example.com"}}
 REQUIRE_E2E = os.environ.get("REQUIRE_E2E") == "1"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COOKIECUTTER_JSON, TEMPLATE_DIR
+from tests.conftest import CHOICE_NEEDS, COOKIECUTTER_JSON, TEMPLATE_DIR
 
 PROCESS_MANAGERS = COOKIECUTTER_JSON["process_manager"]
 SHIPPED_CHECKER = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "deploy" / "check.py"
@@ -90,7 +90,7 @@ class Breakage:
 
 SUPERVISOR, COMPOSE_PM = "supervisor", "compose"
 
-OWN = "own_certificate"
+OWN, LETSENCRYPT = "own_certificate", "letsencrypt"
 
 BREAKAGES = (
     Breakage(
@@ -488,6 +488,34 @@ BREAKAGES = (
         (replace(COMPOSE, "python deploy/tls_check.py && ", ""),),
         OWN,
     ),
+    # https=letsencrypt: the same paths, filled by certbot through the `tls` and `acme` volumes.
+    Breakage(
+        "bootstrap-writes-another-folder",
+        COMPOSE_PM,
+        "stack.E061",
+        (replace(COMPOSE, "      - tls:/etc/tls\n", "      - ./certs:/etc/tls\n"),),
+        LETSENCRYPT,
+    ),
+    Breakage(
+        "certbot-writes-another-folder",
+        SUPERVISOR,
+        "stack.E061",
+        (
+            replace(
+                COMPOSE,
+                "      - tls:/etc/tls\n      - acme",
+                "      - ./certs:/etc/tls\n      - acme",
+            ),
+        ),
+        LETSENCRYPT,
+    ),
+    Breakage(
+        "certbot-webroot-outside-the-volume",
+        SUPERVISOR,
+        "stack.E060",
+        (set_env("ACME_WEBROOT", "/srv/acme"),),
+        LETSENCRYPT,
+    ),
 )
 
 
@@ -520,7 +548,9 @@ def copy_of(project: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("process_manager", PROCESS_MANAGERS)
 def test_checker_passes_on_a_fresh_bake(bake_once, process_manager: str, https: str) -> None:
     """A fresh bake of each choice passes the checker and the bake's checks: ok, exit 0."""
-    project = bake_once(process_manager=process_manager, https=https)
+    project = bake_once(
+        process_manager=process_manager, https=https, **CHOICE_NEEDS.get(("https", https), {})
+    )
     for result in (run_checker(project), run_bake_checks(project)):
         assert result.returncode == 0, result.stdout + result.stderr
         assert "ok" in result.stdout
@@ -533,7 +563,9 @@ def test_checker_passes_without_dotenv(
     bake_once, tmp_path: Path, process_manager: str, https: str
 ) -> None:
     """Without .env (a CI checkout: it is never committed) the values come from .env.example."""
-    project = copy_of(bake_once(process_manager=process_manager, https=https), tmp_path)
+    answers = {"process_manager": process_manager, "https": https}
+    baked = bake_once(**answers, **CHOICE_NEEDS.get(("https", https), {}))
+    project = copy_of(baked, tmp_path)
     (project / ".env").unlink()
     for result in (run_checker(project, str(project)), run_bake_checks(project)):
         assert result.returncode == 0, result.stdout + result.stderr
@@ -544,7 +576,11 @@ def test_checker_names_exactly_the_broken_rule(
     bake_once, tmp_path: Path, breakage: Breakage
 ) -> None:
     """One edit that makes two files disagree fails the checker with that rule's id alone."""
-    baked = bake_once(process_manager=breakage.process_manager, https=breakage.https)
+    baked = bake_once(
+        process_manager=breakage.process_manager,
+        https=breakage.https,
+        **CHOICE_NEEDS.get(("https", breakage.https), {}),
+    )
     project = copy_of(baked, tmp_path)
     for edit in breakage.edits:
         edit(project)

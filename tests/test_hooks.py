@@ -109,13 +109,15 @@ def test_unknown_process_manager_is_refused_by_cookiecutter(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
-def test_letsencrypt_is_not_offered_yet(tmp_path: Path) -> None:
-    """https=letsencrypt is refused by cookiecutter itself (not among the choices yet), naming
-    the choices there are."""
+def test_letsencrypt_for_localhost_is_refused(tmp_path: Path) -> None:
+    """https=letsencrypt with the default domain (localhost) is refused before anything is
+    written, naming the field and the fixes; with a public name it bakes."""
     result = run_cookiecutter(tmp_path, "https=letsencrypt")
     assert result.returncode != 0
-    assert "own_certificate" in result.stderr
+    assert "domain_name='localhost' cannot get a Let's Encrypt certificate" in result.stderr
     assert list(tmp_path.iterdir()) == []
+    result = run_cookiecutter(tmp_path, "https=letsencrypt", "domain_name=chat.example.com")
+    assert result.returncode == 0, result.stderr
 
 
 def load_pre_gen_hook(answers: dict) -> dict:
@@ -139,7 +141,7 @@ def load_pre_gen_hook(answers: dict) -> dict:
     ],
 )
 def test_letsencrypt_needs_a_public_domain(domain: str, refused: bool) -> None:
-    """The rule for https=letsencrypt (ready for when it is offered): a name no CA can reach is
+    """The rule for https=letsencrypt: a name no CA can reach is
     refused with the field, the value and both fixes; other choices accept it."""
     answers = {"domain_name": domain, "https": "letsencrypt"}
     rule = load_pre_gen_hook(answers)["check_domain_can_get_a_certificate"]
@@ -225,15 +227,22 @@ def test_remove_table_names_only_paths_the_template_has() -> None:
 
 
 @pytest.mark.parametrize(
-    ("process_manager", "https"), [("supervisor", "own_certificate"), ("compose", "none")]
+    ("process_manager", "https"),
+    [("supervisor", "own_certificate"), ("compose", "none"), ("compose", "letsencrypt")],
 )
 def test_removed_paths_match_the_table(bake: Bake, process_manager: str, https: str) -> None:
-    """After a bake, each table path is absent exactly when its row matches the answers."""
-    project = bake(process_manager=process_manager, https=https)
+    """After a bake, each table path is absent exactly when a row naming it matches the
+    answers (a path only one choice of several needs is named in the others' rows)."""
+    project = bake(process_manager=process_manager, https=https, domain_name="chat.example.com")
     answers = {"process_manager": process_manager, "https": https}
-    for (option, value), paths in REMOVE_WHEN.items():
-        for path in paths:
-            assert (project / path).exists() == (answers[option] != value), path
+    removed = {
+        path
+        for (option, value), paths in REMOVE_WHEN.items()
+        if answers[option] == value
+        for path in paths
+    }
+    for path in {path for paths in REMOVE_WHEN.values() for path in paths}:
+        assert (project / path).exists() == (path not in removed), path
 
 
 def test_long_project_name_bakes_with_a_short_slug(tmp_path: Path) -> None:

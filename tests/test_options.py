@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import COOKIECUTTER_JSON
+from tests.conftest import CHOICE_NEEDS, COOKIECUTTER_JSON
 
 RUFF = str(Path(sys.executable).with_name("ruff"))
 
@@ -24,7 +24,12 @@ def option_matrix() -> list:
     matrix = [pytest.param({}, id="defaults")]
     for key, value in COOKIECUTTER_JSON.items():
         if isinstance(value, list) and not key.startswith("_"):
-            matrix += [pytest.param({key: choice}, id=f"{key}:{choice}") for choice in value[1:]]
+            matrix += [
+                pytest.param(
+                    {key: choice, **CHOICE_NEEDS.get((key, choice), {})}, id=f"{key}:{choice}"
+                )
+                for choice in value[1:]
+            ]
     matrix += [
         pytest.param({"asgi_workers": "1"}, id="asgi_workers:1"),
         pytest.param(
@@ -40,6 +45,10 @@ def option_matrix() -> list:
         pytest.param(
             {"https": "own_certificate", "http_port": "80", "https_port": "8443"},
             id="own_certificate+other-ports",
+        ),
+        pytest.param(
+            {"process_manager": "compose", "https": "letsencrypt", "domain_name": "example.org"},
+            id="compose+letsencrypt",
         ),
     ]
     return matrix
@@ -117,12 +126,13 @@ def test_answers_are_recorded(baked: Path) -> None:
         ({"http_port": "80"}, "http://localhost"),
         ({"https": "own_certificate"}, "https://localhost"),
         ({"https": "own_certificate", "https_port": "8443"}, "https://localhost:8443"),
+        ({"https": "letsencrypt", "domain_name": "chat.example.com"}, "https://chat.example.com"),
         (
             {"https": "own_certificate", "http_port": "443", "https_port": "80"},
             "https://localhost:80",
         ),
     ],
-    ids=["http", "http-80", "https-443", "https-8443", "https-on-80"],
+    ids=["http", "http-80", "https-443", "https-8443", "letsencrypt", "https-on-80"],
 )
 def test_https_choice_reaches_django(bake_once, answers: dict, origin: str) -> None:
     """DJANGO_HTTPS follows `https`, and the CSRF origin has the scheme and the port a browser
@@ -139,8 +149,9 @@ def test_https_choice_reaches_django(bake_once, answers: dict, origin: str) -> N
 @pytest.mark.parametrize("process_manager", COOKIECUTTER_JSON["process_manager"])
 def test_generated_project_suite_passes(bake_once, process_manager: str, https: str) -> None:
     """The baked project's own pytest suite runs and passes, from inside the template's suite
-    (with https=own_certificate, deploy/tests/test_tls_check.py among it)."""
-    project = bake_once(process_manager=process_manager, https=https)
+    (with https, deploy/tests/test_tls_check.py among it; with letsencrypt, test_acme.py)."""
+    answers = {"process_manager": process_manager, "https": https}
+    project = bake_once(**answers, **CHOICE_NEEDS.get(("https", https), {}))
     result = subprocess.run(  # noqa: S603 - the same interpreter, the project's own tests
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

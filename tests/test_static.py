@@ -15,7 +15,7 @@ import pytest
 
 from harness.bake import read_env
 from tests.certificates import Authority
-from tests.conftest import COOKIECUTTER_JSON, require_binary
+from tests.conftest import CHOICE_NEEDS, COOKIECUTTER_JSON, require_binary
 
 BIN = Path(sys.executable).parent
 PROCESS_MANAGERS = COOKIECUTTER_JSON["process_manager"]
@@ -36,7 +36,9 @@ def run(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.Co
 def project(request: pytest.FixtureRequest, bake_once) -> Path:
     """A baked project of each process-manager choice, plain and with TLS."""
     process_manager, https = request.param
-    return bake_once(process_manager=process_manager, https=https)
+    return bake_once(
+        process_manager=process_manager, https=https, **CHOICE_NEEDS.get(("https", https), {})
+    )
 
 
 def test_compose_file_passes_the_compose_parser(project: Path) -> None:
@@ -123,13 +125,20 @@ def test_supervisord_config_parses(bake_once) -> None:
         ("none", {"DJANGO_HTTPS": "1"}),  # TLS ends at a load balancer in front
         ("own_certificate", {}),
         ("own_certificate", {"DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1", "DJANGO_HSTS_PRELOAD": "1"}),
+        ("letsencrypt", {}),
     ],
-    ids=["plain", "behind-tls-balancer", "own_certificate", "own_certificate+hsts-opt-ins"],
+    ids=[
+        "plain",
+        "behind-tls-balancer",
+        "own_certificate",
+        "own_certificate+hsts-opt-ins",
+        "letsencrypt",
+    ],
 )
 def test_django_deploy_checks_pass(bake_once, https: str, overrides: dict[str, str]) -> None:
     """`check --deploy --fail-level WARNING` passes with the bake's own .env (DJANGO_DEBUG off),
     with TLS off or on, and with the HSTS opt-ins."""
-    project = bake_once(https=https)
+    project = bake_once(https=https, **CHOICE_NEEDS.get(("https", https), {}))
     env = native_env(project, DJANGO_DEBUG="0", **overrides)
     assert read_env(project)["DJANGO_HTTPS"] == ("0" if https == "none" else "1")
     command = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]

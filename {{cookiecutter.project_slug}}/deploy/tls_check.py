@@ -4,11 +4,12 @@ Usage: python deploy/tls_check.py      (compose's one-shot `setup` service runs 
 
 Reads TLS_CERTIFICATE and TLS_CERTIFICATE_KEY (PEM files, as the container sees them),
 NGINX_SERVER_NAME (the names the site answers to) and TLS_HOST_DIR (the host folder mounted at
-their folder) from the environment, which compose fills from .env. Prints one line per problem (a
-stable id, the file, what is wrong, the fix) and exits 1, or prints "ok" and exits 0. Each rule is
-one function `check_<what>(tls) -> str | None`. nginx itself would refuse some of these only in
-its log, and serve the others (an expired or wrong-name certificate) to browsers that then refuse
-the site. Needs `cryptography`, which the image has (daphne -> twisted[tls]).
+their folder; none when certbot writes them, https=letsencrypt) from the environment, which
+compose fills from .env. Prints one line per problem (a stable id, the file, what is wrong, the
+fix) and exits 1, or prints "ok" and exits 0. Each rule is one function
+`check_<what>(tls) -> str | None`. nginx itself would refuse some of these only in its log, and
+serve the others (an expired or wrong-name certificate) to browsers that then refuse the site.
+Needs `cryptography`, which the image has (daphne -> twisted[tls]).
 """
 
 import os
@@ -41,7 +42,10 @@ class Tls:
 
     def where(self, path: Path, variable: str) -> str:
         """How to name a file in a message: its path, the .env setting, the host folder."""
-        return f"{path} ({variable} in .env; on the host under TLS_HOST_DIR={self.host_dir})"
+        place = f"on the host under TLS_HOST_DIR={self.host_dir}"
+        if not self.host_dir:  # https=letsencrypt: certbot's `tls` volume
+            place = "in the tls volume"
+        return f"{path} ({variable} in .env; {place})"
 
 
 def load(tls: Tls) -> None:
@@ -161,7 +165,7 @@ def from_environment(env: dict[str, str]) -> Tls:
         certificate_path=Path(env.get("TLS_CERTIFICATE", "")),
         key_path=Path(env.get("TLS_CERTIFICATE_KEY", "")),
         names=env.get("NGINX_SERVER_NAME", "").split(),
-        host_dir=env.get("TLS_HOST_DIR", "?"),
+        host_dir=env.get("TLS_HOST_DIR", ""),  # none: https=letsencrypt's `tls` volume
     )
 
 
