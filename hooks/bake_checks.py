@@ -14,6 +14,8 @@ They read the project with the shipped checker's readers (loaded from the projec
 each format has one reader. Standard library and PyYAML only: cookiecutter's Python runs this.
 """
 
+from __future__ import annotations
+
 import ast
 import importlib.util
 import re
@@ -57,8 +59,10 @@ ACME_SCRIPT = "deploy/acme.py"
 FILE_SUFFIXES = (".py", ".ini", ".conf", ".sh")
 
 
-# The project's own deploy/check.py, whose readers every rule here uses (load_project sets it).
+# The project's own deploy/check.py, whose readers every rule here uses, and its Problem, which
+# every rule here reports (load_project sets both).
 checker: ModuleType
+Problem: type
 
 
 def load_checker(root: Path) -> ModuleType:
@@ -135,19 +139,6 @@ class Project:
         if self.env_file is not None and self.env_file.get(name) != self.env_example.get(name):
             return ENV_FILE
         return ENV_EXAMPLE
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One disagreement: the rule's id, the files involved and what is wrong."""
-
-    rule: str
-    files: tuple[str, ...]
-    message: str
-
-    def __str__(self) -> str:
-        files = " <-> ".join(dict.fromkeys(self.files))  # each file once, in order
-        return f"{self.rule} {files}: {self.message}"
 
 
 def env_files(service: dict) -> list[str]:
@@ -259,13 +250,14 @@ def find_servers(project: Project) -> tuple[list[Server], set[str]]:
     return servers, opaque
 
 
-def load_project(root: Path) -> "Project | Problem":
+def load_project(root: Path) -> Project | Problem:
     """The shipped checker's view of the project, plus what these rules need."""
-    global checker  # the readers of the project being checked
+    global checker, Problem  # the readers and the problems of the project being checked
     checker = load_checker(root)
+    Problem = checker.Problem
     shipped = checker.load_project(root)
-    if isinstance(shipped, checker.Problem):
-        return Problem(shipped.rule, shipped.files, shipped.message)
+    if isinstance(shipped, Problem):
+        return shipped
     if not (root / ROUTING).is_file():
         return Problem("stack.E000", (ROUTING,), "missing; the checker needs it")
     main_path = root / NGINX_MAIN_TEMPLATE
@@ -1080,8 +1072,8 @@ RULES: tuple[Callable[[Project], Iterator[Problem]], ...] = (
 def check(root: Path) -> list:
     """The shipped checker's problems with the project in `root`, then these rules'."""
     root = root.resolve()
-    shipped = load_checker(root).check(root)
-    project = load_project(root)
+    project = load_project(root)  # loads the project's checker too
+    shipped = checker.check(root)
     if isinstance(project, Problem):
         return shipped or [project]
     return [*shipped, *(problem for rule in RULES for problem in rule(project))]
