@@ -13,12 +13,16 @@ native stack.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from harness.bake import load_compose, read_env
 from harness.processes import LOOPBACK, free_ports
@@ -77,6 +81,11 @@ def seconds_between(started: str, finished: str) -> float:
     return (parse(finished) - parse(started)).total_seconds()
 
 
+def load_yaml(path: Path) -> dict:
+    """A YAML file of the project (the generated CI workflow)."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
 class ComposeError(RuntimeError):
     """A compose command failed; the message holds its output."""
 
@@ -120,18 +129,35 @@ def set_env_values(path: Path, values: dict[str, str]) -> None:
 class ComposeStack:
     """A baked project run by `docker compose -p <name>` from its own folder."""
 
-    def __init__(self, project: Path, name: str, cli: list[str], scale: list[str]) -> None:
+    def __init__(
+        self,
+        project: Path,
+        name: str,
+        cli: list[str],
+        scale: list[str],
+        *,
+        override: Path | None = None,
+    ) -> None:
         self.project = project
         self.name = name
         self.cli = cli
         self.scale = scale  # `--scale SERVICE=N` options that every `up` repeats
-        (self.http_port,) = free_ports(1)
-        set_env_values(
-            project / ".env", {"HTTP_PORT": str(self.http_port), "PUBLISH_ADDRESS": LOOPBACK}
-        )
+        # A test's own compose file merged over compose.yaml (`-f compose.yaml -f override`), for
+        # what only the test adds beside the project: a test CA's service, say.
+        self.files = ["compose.yaml", *([str(override)] if override else [])]
+        self.http_port, self.https_port = free_ports(2)
+        ports = {"HTTP_PORT": str(self.http_port), "PUBLISH_ADDRESS": LOOPBACK}
+        if "HTTPS_PORT" in read_env(project):
+            ports["HTTPS_PORT"] = str(self.https_port)
+        else:
+            self.https_port = None
+        set_env_values(project / ".env", ports)
         self.fit_open_files_to_the_engine()
         self.env = read_env(project)
         self.domain = self.env["NGINX_SERVER_NAME"]
+        # A TLS bake: clients trust nginx's certificate through this (the test that made or got
+        # the certificate sets it), as for the native Stack.
+        self.tls_context: ssl.SSLContext | None = None
         self.phases: dict[str, float] = {}  # seconds per phase, for the report
 
     def fit_open_files_to_the_engine(self) -> None:
@@ -160,6 +186,8 @@ class ComposeStack:
     @property
     def origin(self) -> str:
         """The Origin a browser on this site sends."""
+        if self.https_port is not None:
+            return f"https://{self.domain}:{self.https_port}"
         return f"http://{self.domain}:{self.http_port}"
 
     @property
@@ -185,7 +213,7 @@ class ComposeStack:
         self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True, stdin: str = ""
     ) -> subprocess.CompletedProcess:
         """Run `docker compose -p NAME ARGS` in the project folder; raise on failure."""
-        argv = [*self.cli, "-p", self.name, *args]
+        argv = [*self.cli, "-p", self.name, *self.file_options(), *args]
         result = subprocess.run(  # noqa: S603 - argv built here
             argv,
             cwd=self.project,
@@ -201,6 +229,41 @@ class ComposeStack:
                 f"\n{result.stderr[-4000:]}"
             )
         return result
+
+    def file_options(self) -> list[str]:
+        """`-f` for each compose file (none when compose.yaml is the only one, as for users)."""
+        if len(self.files) == 1:
+            return []
+        return [option for path in self.files for option in ("-f", path)]
+
+    def run_workflow_step(self, name: str, *, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the generated CI's compose-job step whose name contains `name`, verbatim, in the
+        project folder, as GitHub's runner would (bash -eo pipefail). Its `docker compose`
+        commands reach this stack: the environment names the project and its files, and a
+        `docker compose` plugin where only a standalone Compose v2 is installed."""
+        workflow = load_yaml(self.project / ".github/workflows/ci.yml")
+        (step,) = [s for s in workflow["jobs"]["compose"]["steps"] if name in s.get("name", "")]
+        env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.name,
+            "COMPOSE_FILE": os.pathsep.join(self.files),
+        }
+        if self.cli[0] != "docker":
+            plugins = self.project.parent / "docker-config" / "cli-plugins"
+            plugins.mkdir(parents=True, exist_ok=True)
+            plugin = plugins / "docker-compose"
+            if not plugin.exists():
+                plugin.symlink_to(shutil.which(self.cli[0]))
+            env["DOCKER_CONFIG"] = str(plugins.parent)
+        return subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]],  # noqa: S607 - the workflow's step
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def services(self) -> dict[str, dict]:
         """compose.yaml's services as compose itself resolves them (`config --format json`)."""

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,9 @@ STANDIN_RECIPES = {
     "nginx:1.27-alpine": "nginx",
     "redis:7.4-alpine": "redis",
 }
+# Files a stand-in gets on top of its recipe, laid out as in the image (`COPY . /`): what the
+# tests need of the real image that the recipe's Debian packages lack (each file says why).
+SHIMS_DIR = Path(__file__).resolve().parent / "standin-shims"
 PULL_TIMEOUT = 120
 HASH_LABEL = "standin.hash"
 
@@ -78,12 +82,13 @@ def labels(image: str) -> dict[str, str] | None:
 
 
 def recipe_hash(recipe: str) -> str:
-    """sha256 of a stand-in recipe: its folder's files and the script that builds it."""
+    """sha256 of a stand-in recipe: its folder's files, the script that builds it, its shims."""
     digest = hashlib.sha256()
     files = sorted((STANDINS_DIR / recipe).rglob("*")) + [STANDINS_DIR / "build-standins.sh"]
+    files += sorted((SHIMS_DIR / recipe).rglob("*"))
     for path in files:
         if path.is_file():
-            digest.update(str(path.relative_to(STANDINS_DIR)).encode() + b"\0")
+            digest.update(path.name.encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -99,16 +104,21 @@ def build_standin(image: str) -> None:
     subprocess.run(  # noqa: S603 - fixed argv
         [str(STANDINS_DIR / "build-standins.sh"), recipe], check=True, timeout=1800
     )
-    # One more layer that only labels the image, so the engine itself says which recipe made it.
-    dockerfile = f"FROM {image}\nLABEL {HASH_LABEL}={recipe_hash(recipe)}\n"
-    subprocess.run(  # noqa: S603 - fixed argv
-        ["docker", "build", "--quiet", "-t", image, "-"],
-        input=dockerfile,
-        text=True,
-        check=True,
-        capture_output=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
+    # One more layer: the recipe's shims, and a label, so the engine itself says which recipe
+    # (and which version of it) made the image.
+    shims = SHIMS_DIR / recipe
+    copy = "COPY . /\n" if shims.is_dir() else ""
+    dockerfile = f"FROM {image}\n{copy}LABEL {HASH_LABEL}={recipe_hash(recipe)}\n"
+    with tempfile.TemporaryDirectory() as empty:
+        context = shims if shims.is_dir() else empty
+        subprocess.run(  # noqa: S603 - fixed argv
+            ["docker", "build", "--quiet", "-t", image, "-f", "-", str(context)],
+            input=dockerfile,
+            text=True,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
 
 
 def source(image: str) -> str:

@@ -15,7 +15,6 @@ import sys
 from uuid import uuid4
 
 import pytest
-import yaml
 from websockets.exceptions import InvalidStatus
 
 from harness.clients import http_get, open_ws, room_path
@@ -226,20 +225,7 @@ def test_fresh_volumes_are_writable_by_the_app_user(compose_stack: ComposeStack)
 
 def test_ci_smoke_step_passes_and_can_fail(compose_stack: ComposeStack) -> None:
     """The generated CI's compose job smoke-tests the stack; run that very step here."""
-    workflow = yaml.safe_load(
-        (compose_stack.project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
-    )
-    (step,) = [
-        s for s in workflow["jobs"]["compose"]["steps"] if "deploy/smoke.py" in s.get("run", "")
-    ]
-    passed = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", step["run"]],  # noqa: S607 - the workflow's own step
-        cwd=compose_stack.project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    passed = compose_stack.run_workflow_step("Smoke test")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "ok  websocket round trip" in passed.stdout
     # The same script against a host name nginx does not serve: it must say so and fail.
