@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PEM = serialization.Encoding.PEM
+CRL_URL = "http://ca.example.test/crl.der"
 
 
 class Authority:
@@ -42,6 +43,9 @@ class Authority:
             .add_extension(key_usage(digital_signature=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(issuer_key, critical=False)
+            # Where a client may check revocation, as public CAs name (Let's Encrypt: a CRL, no
+            # OCSP since 2025); nobody fetches it here, but scanners rate a certificate without.
+            .add_extension(crl_distribution_point(CRL_URL), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         certificate.write_bytes(leaf.public_bytes(PEM) + self.certificate.public_bytes(PEM))
@@ -74,3 +78,14 @@ def key_usage(**allowed: bool) -> x509.KeyUsage:
     uses = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment")
     uses += ("key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
     return x509.KeyUsage(**{use: allowed.get(use, False) for use in uses})
+
+
+def crl_distribution_point(url: str) -> x509.CRLDistributionPoints:
+    """The CRL Distribution Points extension with one URL."""
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])

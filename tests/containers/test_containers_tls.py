@@ -38,6 +38,7 @@ from tests.certificates import Authority
 from tests.conftest import report, require_binary
 from tests.containers import images
 from tests.containers.compose import ComposeError, ComposeStack, set_env_values
+from tests.e2e.clients import pages_during
 
 DOMAIN = "chat.example.com"
 # pebble in its container: the API certbot asks, and the management port that hands out the root.
@@ -384,49 +385,21 @@ def test_renewal_in_containers_drops_nothing(going_live) -> None:
     works."""
     stack, context, _ = going_live
     before = served_certificate(stack, context)
-
-    async def scenario() -> tuple[int, list[str], float, dict]:
-        websocket = await open_ws(stack, room_path("renewal"))
-        loaded, failures, done = 0, [], asyncio.Event()
-
-        async def load_pages() -> None:
-            nonlocal loaded
-            while not done.is_set():
-                try:
-                    status = (await asyncio.to_thread(http_get, stack, "/chat/lobby/"))[0]
-                except OSError as error:
-                    failures.append(repr(error))
-                else:
-                    loaded += 1
-                    if status != 200:
-                        failures.append(f"status {status}")
-
-        loader = asyncio.create_task(load_pages())
-        began = time.monotonic()
-        await asyncio.to_thread(
-            stack.exec, "certbot", "python", "deploy/acme.py", "renew", "--force-renewal"
-        )
-        await asyncio.to_thread(
-            wait_until,
+    seen = asyncio.run(
+        pages_during(
+            stack,
+            lambda: stack.exec("certbot", "python", "deploy/acme.py", "renew", "--force-renewal"),
             lambda: served_certificate(stack, context).serial_number != before.serial_number,
-            timeout=30, interval=0.2, what="the renewed certificate",
-        )  # fmt: skip
-        seconds = time.monotonic() - began
-        await asyncio.sleep(1)  # pages keep loading on the new workers
-        done.set()
-        await loader
-        await websocket.send(json.dumps({"message": "after the reload"}))
-        echoed = json.loads(await asyncio.wait_for(websocket.recv(), 10))
-        await websocket.close()
-        return loaded, failures, seconds, echoed
-
-    loaded, failures, seconds, echoed = asyncio.run(scenario())
-    assert failures == []
-    assert loaded > 10
-    assert echoed["message"] == "after the reload"
+            timeout=30,
+        )
+    )
+    assert seen.failures == []
+    assert seen.loaded > 10
+    assert seen.echoed["message"] == "after the reload"
     report(
-        f"containers, https=letsencrypt (compose): forced renewal served {seconds:.1f} s after it "
-        f"began; {loaded} pages loaded meanwhile, 0 failed; the open WebSocket kept working"
+        f"containers, https=letsencrypt (compose): forced renewal served {seen.seconds:.1f} s "
+        f"after it began; {seen.loaded} pages loaded meanwhile, 0 failed; the open WebSocket "
+        "kept working"
     )
 
 

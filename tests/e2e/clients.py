@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from uuid import uuid4
@@ -24,7 +25,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from harness.clients import open_ws, room_path
+from harness.clients import http_get, open_ws, room_path
+from harness.processes import wait_until
 
 if TYPE_CHECKING:
     from harness.stack import Stack
@@ -214,6 +216,53 @@ new MutationObserver(() => window.e2eStates.push(label.dataset.state))
 LOGGED_MESSAGES = """
 return Array.from(document.querySelectorAll("#chat-log li"), (item) => item.lastChild.textContent);
 """
+
+
+@dataclass
+class Reload:
+    """What `pages_during` saw: pages loaded, failures, seconds until `changed`, the echo."""
+
+    loaded: int
+    failures: list[str]
+    seconds: float
+    echoed: dict
+
+
+async def pages_during(
+    site, action: Callable[[], object], changed: Callable[[], bool], *, timeout: float
+) -> Reload:
+    """Load pages without pause and hold a WebSocket open while `action` runs (in a thread) and
+    until `changed` says its effect is served (a certificate renewed and reloaded); then one more
+    second of pages, and a message over the socket opened before. Every failed page is kept."""
+    websocket = await open_ws(site, room_path(unique("reload")))
+    loaded, failures, done = 0, [], asyncio.Event()
+
+    async def load_pages() -> None:
+        nonlocal loaded
+        while not done.is_set():
+            try:
+                status = (await asyncio.to_thread(http_get, site, "/chat/lobby/"))[0]
+            except OSError as error:
+                failures.append(repr(error))
+            else:
+                loaded += 1
+                if status != 200:
+                    failures.append(f"status {status}")
+
+    loader = asyncio.create_task(load_pages())
+    began = time.monotonic()
+    await asyncio.to_thread(action)
+    await asyncio.to_thread(
+        wait_until, changed, timeout=timeout, interval=0.2, what="the change served"
+    )
+    seconds = time.monotonic() - began
+    await asyncio.sleep(1)  # pages keep loading on the new workers
+    done.set()
+    await loader
+    await websocket.send(json.dumps({"message": "after the reload"}))
+    echoed = json.loads(await asyncio.wait_for(websocket.recv(), 10))
+    await websocket.close()
+    return Reload(loaded, failures, seconds, echoed)
 
 
 def open_room_page(browser: WebDriver, stack: Stack, room: str) -> None:

@@ -63,6 +63,33 @@ def test_static_file_is_served_by_nginx_from_the_collected_folder(stack: Stack) 
     assert [r["uri"] for r in uwsgi_requests(stack, offset)] == ["/chat/lobby/"]
 
 
+# Sent on every answer, whoever makes it: Django (its middleware) on pages, nginx on the rest.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@pytest.mark.e2e
+def test_security_headers_are_sent_once_on_pages_and_static_files(stack: Stack) -> None:
+    """A header sent twice (nginx's and Django's) is a misconfiguration to scanners, and some
+    browsers read a doubled X-Frame-Options as invalid: each comes exactly once, on a page from
+    uWSGI, on a static file nginx serves, and on nginx's own 404."""
+    _, _, body = http_get(stack, "/chat/lobby/")
+    page = PageParser()
+    page.feed(body.decode())
+    for path in ("/chat/lobby/", page.script_sources[0], "/static/no-such-file.css"):
+        connection = http.client.HTTPConnection(LOOPBACK, stack.http_port, timeout=10)
+        connection.request("GET", path, headers={"Host": f"{stack.domain}:{stack.http_port}"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        for name, value in SECURITY_HEADERS.items():
+            sent = [v for k, v in response.getheaders() if k.lower() == name.lower()]
+            assert sent == [value], (path, name, sent)
+
+
 # Host headers a client controls: nginx's $host reduces each to a name it serves or drops the
 # request; the raw value must never reach Django (which logs an ERROR for a host it refuses).
 HOSTILE_HOSTS = {

@@ -25,10 +25,11 @@ import pytest
 from cryptography import x509
 
 from harness.clients import http_get, open_ws, room_path
-from harness.processes import LOOPBACK, free_ports, wait_until
+from harness.processes import LOOPBACK, free_ports
 from harness.stack import Server, Stack
 from tests.certificates import Authority
 from tests.conftest import report, require_binary
+from tests.e2e.clients import pages_during
 from tests.e2e.conftest import PROCESS_MANAGERS
 
 # A public-looking name (the bake refuses localhost for letsencrypt); challtestsrv resolves it.
@@ -207,54 +208,30 @@ def test_renewal_reloads_nginx_without_dropping_anything(acme_stack) -> None:
     and pages keep loading: not one request fails, and the old socket still carries messages."""
     stack, _ = acme_stack
     before = served_certificate(stack)
-    timings: dict[str, float] = {}
 
-    async def scenario() -> tuple[int, list[str], subprocess.CompletedProcess, dict]:
-        websocket = await open_ws(stack, room_path("renewal"))
-        loaded, failures, done = 0, [], asyncio.Event()
+    def renew() -> None:
+        renewed = renew_once(stack, "--force-renewal")
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
 
-        async def load_pages() -> None:
-            nonlocal loaded
-            while not done.is_set():
-                try:
-                    status = (await asyncio.to_thread(http_get, stack, "/chat/lobby/"))[0]
-                except OSError as error:
-                    failures.append(repr(error))
-                else:
-                    loaded += 1
-                    if status != 200:
-                        failures.append(f"status {status}")
-
-        loader = asyncio.create_task(load_pages())
-        began = time.monotonic()
-        renewed = await asyncio.to_thread(renew_once, stack, "--force-renewal")
-        await asyncio.to_thread(
-            wait_until,
+    seen = asyncio.run(
+        pages_during(
+            stack,
+            renew,
             lambda: served_certificate(stack).serial_number != before.serial_number,
-            timeout=20, interval=0.2, what="the renewed certificate",
-        )  # fmt: skip
-        timings["renewal to new certificate served"] = time.monotonic() - began
-        await asyncio.sleep(1)  # pages keep loading on the new workers
-        done.set()
-        await loader
-        await websocket.send(json.dumps({"message": "after the reload"}))
-        echoed = json.loads(await asyncio.wait_for(websocket.recv(), 10))
-        await websocket.close()
-        return loaded, failures, renewed, echoed
-
-    loaded, failures, renewed, echoed = asyncio.run(scenario())
-    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
-    assert failures == []
-    assert loaded > 10
-    assert echoed["message"] == "after the reload"
+            timeout=20,
+        )
+    )
+    assert seen.failures == []
+    assert seen.loaded > 10
+    assert seen.echoed["message"] == "after the reload"
     (watcher_log,) = stack.logs.glob("*reload-on-new-certificate.log")
     watcher = watcher_log.read_text()
     assert "changed: nginx reloads it" in watcher
     report(
         f"https=letsencrypt ({stack.process_manager}): certbot {certbot_version()} and pebble "
         f"renewed the certificate; nginx served it "
-        f"{timings['renewal to new certificate served']:.1f} s after the renewal began, "
-        f"{loaded} pages loaded meanwhile, 0 failed, the open WebSocket kept working"
+        f"{seen.seconds:.1f} s after the renewal began, "
+        f"{seen.loaded} pages loaded meanwhile, 0 failed, the open WebSocket kept working"
     )
 
 

@@ -165,6 +165,55 @@ def test_tls_is_mozilla_intermediate(tls_stack: Stack, root_pem: Path) -> None:
     )
 
 
+# testssl's verdicts on the old protocols (its JSON ids) and the one each must get.
+OLD_PROTOCOLS = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
+
+
+def test_testssl_finds_nothing_high_or_critical(
+    tls_stack: Stack, root_pem: Path, tmp_path: Path
+) -> None:
+    """Debian's testssl.sh, a second scanner beside sslyze: protocols, server defaults, headers
+    and the known vulnerabilities; no finding of severity HIGH or CRITICAL, SSL 2/3 and TLS
+    1.0/1.1 not offered, HSTS sent, HTTP/2 offered (ALPN). Its summary goes to the report."""
+    testssl = require_binary("testssl")
+    findings_path = tmp_path / "testssl.json"
+    result = subprocess.run(  # noqa: S603 - fixed binary, our arguments
+        [
+            testssl, "--quiet", "--color", "0", "--warnings", "off", "--sneaky",
+            "--ip", LOOPBACK, "--add-ca", str(root_pem), "--jsonfile", str(findings_path),
+            "--protocols", "--server-defaults", "--headers", "--vulnerable",
+            f"https://{DOMAIN}:{tls_stack.https_port}/chat/lobby/",
+        ],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    output = result.stdout[-6000:] + result.stderr[-2000:]
+    findings = {item["id"]: item for item in json.loads(findings_path.read_text())}
+    severe = [item for item in findings.values() if item["severity"] in ("HIGH", "CRITICAL")]
+    assert severe == [], output
+    for protocol in OLD_PROTOCOLS:
+        assert findings[protocol]["finding"].startswith("not offered"), findings[protocol]
+    assert findings["HSTS_time"]["severity"] == "OK", findings["HSTS_time"]
+    assert findings["ALPN_HTTP2"]["finding"] == "h2", findings["ALPN_HTTP2"]
+    counts: dict[str, int] = {}
+    for item in findings.values():
+        counts[item["severity"]] = counts.get(item["severity"], 0) + 1
+    report(
+        f"testssl {version_of_testssl(testssl)}, https=own_certificate nginx: "
+        f"{len(findings)} findings by severity {dict(sorted(counts.items()))}; "
+        f"SSLv2/SSLv3/TLS 1.0/TLS 1.1 not offered; HSTS {findings['HSTS_time']['finding']}; "
+        f"HTTP/2 offered ({findings['ALPN_HTTP2']['finding']})"
+    )
+
+
+def version_of_testssl(testssl: str) -> str:
+    """testssl's version ("3.0.8"), from its banner."""
+    banner = subprocess.run(  # noqa: S603 - fixed binary
+        [testssl, "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    found = re.search(r"testssl\S*\s+(\d[\w.]*)", re.sub(r"\x1b\[[0-9;]*m", "", banner))
+    return found.group(1) if found else "?"
+
+
 @pytest.fixture(scope="module")
 def trusting_browser(root_pem: Path, tmp_path_factory: pytest.TempPathFactory):
     """Headless Chromium that trusts the test CA the way a Linux desktop does: the root in the
