@@ -31,7 +31,6 @@ import pytest
 import yaml
 from cryptography import x509
 
-from harness.bake import read_env
 from harness.clients import http_get, open_ws, room_path
 from harness.processes import LOOPBACK, wait_until
 from tests.certificates import Authority
@@ -134,6 +133,11 @@ def own_certificate_stack(
     stack = tls_stack("supervisor", "own_certificate", bake_once, compose_cli_argv, folder, None)
     made = stack.run_workflow_step("A throwaway certificate")
     assert made.returncode == 0, made.stdout + made.stderr
+    # Both HSTS opt-ins, spelled as an operator may (Django reads "true" and "yes" as yes).
+    set_env_values(
+        stack.project / ".env",
+        {"DJANGO_HSTS_INCLUDE_SUBDOMAINS": "true", "DJANGO_HSTS_PRELOAD": "yes"},
+    )
     certificate = stack.project / stack.env["TLS_HOST_DIR"] / "fullchain.pem"
     stack.tls_context = ssl.create_default_context(cafile=str(certificate))
     try:
@@ -175,6 +179,25 @@ def test_own_certificate_served_over_http2_and_wss(own_certificate_stack) -> Non
     assert status == 301
     assert headers["Location"] == f"https://{DOMAIN}:{stack.https_port}/chat/lobby/?x=1"
     assert asyncio.run(echo(stack, "own", "over wss"))["message"] == "over wss"
+
+
+def test_hsts_opt_ins_agree_between_nginx_and_django(own_certificate_stack) -> None:
+    """nginx sends the one HSTS header (it hides Django's), so it must read .env's opt-ins as
+    Django does: with "true" and "yes", both carry includeSubDomains and preload. Plain http
+    carries no HSTS at all (RFC 6797), neither the redirect nor nginx's own health answer."""
+    stack = own_certificate_stack
+    _, headers, _ = http_get(stack, "/chat/lobby/")
+    assert headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
+    script = (
+        "from django.conf import settings as s; "
+        "print(s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)"
+    )
+    django = stack.exec("app", "python", "manage.py", "shell", "--verbosity", "0", "-c", script)
+    assert django.stdout.split() == ["31536000", "True", "True"]
+    for path, host in (("/chat/lobby/", None), ("/nginx-health", LOOPBACK)):
+        status, headers, _ = http_get(stack, path, scheme="http", host=host)
+        assert status in (200, 301), (path, status)
+        assert "Strict-Transport-Security" not in headers, (path, headers)
 
 
 def test_own_certificate_ci_smoke_step_passes(own_certificate_stack) -> None:
@@ -315,7 +338,6 @@ def test_staging_ca_unreachable_logs_one_error_and_serves_self_signed(letsencryp
     naming the CA and the certificate nginx keeps serving, and the stack is healthy on `setup`'s
     self-signed certificate."""
     stack, _ = letsencrypt_stack
-    assert STAGING in read_env(stack.project)["ACME_DIRECTORY"]
     assert "no valid certificate yet: wrote a self-signed one" in stack.logs("setup")
     lines = wait_until(
         lambda: [line for line in stack.logs("certbot").splitlines() if "ERROR" in line],
@@ -407,3 +429,17 @@ def test_letsencrypt_no_service_logged_an_unexpected_error(going_live) -> None:
     """Beyond certbot's line about the unreachable staging CA, no service logged an error."""
     stack, _, _ = going_live
     assert error_lines(stack, allowed=STAGING) == []
+
+
+def test_certbot_stops_at_once_on_sigterm(going_live) -> None:
+    """`docker compose stop certbot`: the loop (its container's PID 1) ends on SIGTERM, exit 0,
+    well inside the grace period, instead of waiting it out for a kill -9 (exit 137), possibly
+    in the middle of an issuance. (Last: it stops certbot.)"""
+    stack, _, _ = going_live
+    began = time.monotonic()
+    stack.compose("stop", "certbot")
+    seconds = time.monotonic() - began
+    (container,) = stack.containers_of("certbot")
+    assert container["State"]["ExitCode"] == 0, container["State"]
+    assert seconds < 10, seconds
+    report(f"containers, https=letsencrypt: `stop certbot` in {seconds:.1f} s, exit 0")

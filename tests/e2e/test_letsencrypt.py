@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 
 from harness.clients import http_get, open_ws, room_path
-from harness.processes import LOOPBACK, free_ports
+from harness.processes import LOOPBACK, free_ports, wait_until
 from harness.stack import Server, Stack
 from tests.certificates import Authority
 from tests.conftest import report, require_binary
@@ -239,6 +239,72 @@ def test_no_server_logged_an_error(acme_stack) -> None:
     """After issuance and renewal, no server logged an error."""
     stack, _ = acme_stack
     assert stack.errors_since({}) == []
+
+
+def test_a_lost_certificate_is_installed_again_from_certbots_copy(acme_stack) -> None:
+    """The `tls` volume made anew (setup's self-signed certificate back in nginx's files) while
+    certbot's own copy is current: the next run (certbot: not due, nothing to do) installs that
+    copy again, and nginx serves it; not 60 days of a self-signed certificate."""
+    stack, _ = acme_stack
+    before = served_certificate(stack)
+    for path in (stack.env["TLS_CERTIFICATE"], stack.env["TLS_CERTIFICATE_KEY"]):
+        Path(path).unlink()
+    argv = stack.command("certbot")
+    made = subprocess.run(  # noqa: S603 - the project's own script, as `setup` runs it
+        [*argv[:-1], "bootstrap"], cwd=stack.project, env=stack.env,
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert "wrote a self-signed one" in made.stdout, made.stdout + made.stderr
+    wait_until(
+        lambda: "Pebble" not in served_issuer(stack), timeout=20, interval=0.2,
+        what="nginx serving the self-signed certificate",
+    )  # fmt: skip
+    again = renew_once(stack)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "is not certbot's current certificate: installing that" in again.stdout
+    wait_until(
+        lambda: served_certificate_or_none(stack) == before.serial_number, timeout=20,
+        interval=0.2, what="certbot's certificate served again",
+    )  # fmt: skip
+
+
+def test_a_certificate_from_another_ca_is_replaced_at_once(acme_stack) -> None:
+    """Going live: ACME_DIRECTORY names another CA than the one certbot's certificate came from
+    (here pebble under another URL, as staging then production): the next run gets a new
+    certificate at once, not when the old one is due."""
+    stack, pebble = acme_stack
+    before = served_certificate(stack)
+    stack.env["ACME_DIRECTORY"] = f"{pebble.directory}?live"
+    try:
+        switched = renew_once(stack)
+    finally:
+        stack.env["ACME_DIRECTORY"] = pebble.directory
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert f"the certificate is from {pebble.directory}: asking" in switched.stdout
+    wait_until(
+        lambda: served_certificate(stack).serial_number != before.serial_number, timeout=20,
+        interval=0.2, what="the new CA's certificate",
+    )  # fmt: skip
+
+
+def served_issuer(stack: Stack) -> str:
+    """The issuer of the certificate nginx serves now, read without verifying it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection((LOOPBACK, stack.https_port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=DOMAIN) as tls,
+    ):
+        served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    return served.issuer.rfc4514_string()
+
+
+def served_certificate_or_none(stack: Stack) -> int | None:
+    """The serial of the trusted certificate nginx serves, or None while it serves another."""
+    try:
+        return served_certificate(stack).serial_number
+    except ssl.SSLCertVerificationError:
+        return None
 
 
 def test_failed_renewal_keeps_the_old_certificate_and_says_so(acme_stack) -> None:

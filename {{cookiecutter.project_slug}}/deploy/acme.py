@@ -14,13 +14,19 @@ account and certificates), NGINX_SERVER_NAME (the names), TLS_CERTIFICATE and TL
 (where nginx reads them). certbot proves each name over plain http (HTTP-01, webroot) and keeps its
 own copies; `install` checks the new pair (deploy/tls_check.py) and replaces nginx's files, each in
 one rename, and nginx's watcher (deploy/nginx/reload-on-new-certificate.sh) reloads nginx without
-dropping a connection. A failed renewal changes nothing: the old certificate keeps serving (certbot
-renews 30 days before expiry; a failed try is retried within the hour) and an ERROR line says why.
+dropping a connection. After every certbot run, certbot's current certificate is installed if nginx
+serves another (a hook that failed or was killed, a `tls` volume made anew, a `letsencrypt` volume
+restored: certbot itself runs its hook only for a new certificate). A certificate from another CA
+than ACME_DIRECTORY (staging, before going live) is replaced at once, not when due. A failed
+renewal changes nothing: the old certificate keeps serving (certbot renews 30 days before expiry;
+a failed try is retried within the hour) and an ERROR line says why.
 """
 
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -48,11 +54,14 @@ def log(message: str) -> None:
 
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` in one rename: nginx (or a reload) never reads half a file."""
+    """Replace `path` in one rename: nginx (or a reload) never reads half a file. The new file
+    has `mode` from its creation: a key is never readable by others, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.new")
-    temporary.write_bytes(data)
-    temporary.chmod(mode)
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as file:
+        file.write(data)
+    temporary.chmod(mode)  # the umask may have taken bits `mode` asks for
     os.replace(temporary, path)
 
 
@@ -135,11 +144,31 @@ def certbot_argv(env: dict[str, str], *extra: str) -> list[str]:
     ]
 
 
+def lineage(env: dict[str, str]) -> Path:
+    """certbot's folder of the current certificate and key (links into its archive)."""
+    return Path(env["ACME_STATE_DIR"]) / "config" / "live" / CERT_NAME
+
+
+def issuing_ca(env: dict[str, str]) -> str | None:
+    """The directory URL certbot got its certificate from (its renewal config), if any."""
+    config = Path(env["ACME_STATE_DIR"]) / "config" / "renewal" / f"{CERT_NAME}.conf"
+    try:
+        found = re.search(r"^server = (\S+)$", config.read_text(), flags=re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
 def renew(env: dict[str, str], *extra: str) -> int:
-    """Run certbot once; on failure say so loudly, and leave nginx's certificate as it is."""
+    """Run certbot once, then make sure nginx serves certbot's certificate; on failure say so
+    loudly, and leave nginx's certificate as it is."""
+    issuer = issuing_ca(env)
+    if issuer and issuer != env["ACME_DIRECTORY"] and "--force-renewal" not in extra:
+        log(f"the certificate is from {issuer}: asking {env['ACME_DIRECTORY']} for one now")
+        extra = (*extra, "--force-renewal")
     result = subprocess.run(certbot_argv(env, *extra), check=False)  # noqa: S603 - our argv
     if result.returncode == 0:
-        return 0
+        return catch_up(env)
     tls = from_environment(env)
     try:
         serving = x509.load_pem_x509_certificates(tls.certificate_path.read_bytes())[0]
@@ -155,12 +184,26 @@ def renew(env: dict[str, str], *extra: str) -> int:
     return 1
 
 
+def catch_up(env: dict[str, str]) -> int:
+    """Install certbot's current certificate when nginx serves another one."""
+    current = lineage(env) / "fullchain.pem"
+    served = from_environment(env).certificate_path
+    if not current.is_file() or (served.is_file() and served.read_bytes() == current.read_bytes()):
+        return 0
+    log(f"{served} is not certbot's current certificate: installing that")
+    return install_from(lineage(env), env)
+
+
 def install(env: dict[str, str]) -> int:
-    """certbot's deploy hook: check the new certificate, then put it where nginx reads it."""
-    lineage = Path(env["RENEWED_LINEAGE"])
+    """certbot's deploy hook (a new certificate in RENEWED_LINEAGE): install it."""
+    return install_from(Path(env["RENEWED_LINEAGE"]), env)
+
+
+def install_from(folder: Path, env: dict[str, str]) -> int:
+    """Check the certificate in certbot's `folder`, then put it where nginx reads it."""
     candidate = from_environment(env)
-    candidate.certificate_path = lineage / "fullchain.pem"
-    candidate.key_path = lineage / "privkey.pem"
+    candidate.certificate_path = folder / "fullchain.pem"
+    candidate.key_path = folder / "privkey.pem"
     problems = check(candidate)
     if problems:
         log("ERROR the new certificate is not installed: " + "; ".join(problems))
@@ -181,6 +224,9 @@ def install(env: dict[str, str]) -> int:
 def loop(env: dict[str, str]) -> int:
     """Renew now, then every ACME_RENEW_SECONDS (after a failure: within the hour), for as long
     as the service runs."""
+    # The container's PID 1, which the kernel spares every signal it has no handler for: without
+    # this, `docker compose stop` would wait its grace period and then kill -9.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     interval = int(env.get("ACME_RENEW_SECONDS") or 43200)
     while True:
         failed = renew(env)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
@@ -144,10 +145,35 @@ def check_covers_names(tls: Tls) -> str | None:
     )
 
 
+def check_chain(tls: Tls) -> str | None:
+    """tls.E006: each certificate of the chain is issued by the one after it, and a certificate
+    a CA issued comes with that CA's intermediates. Browsers may fetch a missing intermediate;
+    curl, Python, Android and most other clients refuse the site."""
+    where = tls.where(tls.certificate_path, "TLS_CERTIFICATE")
+    for number, (child, parent) in enumerate(zip(tls.chain, tls.chain[1:], strict=False), 1):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature):
+            return (
+                f"tls.E006 {where}: certificate {number} ({child.subject.rfc4514_string()}) is "
+                f"not issued by certificate {number + 1} ({parent.subject.rfc4514_string()}); "
+                "put yours first, then each issuer in turn (your CA's full chain file)"
+            )
+    leaf = tls.chain[0]
+    if len(tls.chain) == 1 and leaf.issuer != leaf.subject:
+        return (
+            f"tls.E006 {where}: only your certificate, without the intermediate certificates of "
+            f"its issuer ({leaf.issuer.rfc4514_string()}); append them after it (your CA's "
+            '"fullchain" or "CA bundle" file)'
+        )
+    return None
+
+
 CHECKS: tuple[Callable[[Tls], str | None], ...] = (
     check_key_matches,
     check_valid_now,
     check_covers_names,
+    check_chain,
 )
 
 

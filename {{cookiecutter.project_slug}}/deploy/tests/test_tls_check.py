@@ -36,6 +36,11 @@ def name(common_name: str) -> x509.Name:
 @pytest.fixture(scope="module")
 def authority() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A throwaway certificate authority: its certificate and key."""
+    return make_authority()
+
+
+def make_authority() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new certificate authority (same name as every other: only its key tells it apart)."""
     key = make_key()
     certificate = (
         x509.CertificateBuilder()
@@ -67,9 +72,10 @@ def issue(authority, key, *, names=(SITE,), days=(-1, 90)) -> x509.Certificate:
     )
 
 
-def write(folder: Path, certificate: x509.Certificate, key, authority) -> None:
-    """fullchain.pem (the certificate, then the CA's) and privkey.pem in `folder`."""
-    chain = [certificate, authority[0]]
+def write(folder: Path, certificate: x509.Certificate, key, authority, *, chain=None) -> None:
+    """fullchain.pem (the certificate, then the CA's, unless `chain` says otherwise) and
+    privkey.pem in `folder`."""
+    chain = chain or [certificate, authority[0]]
     pem = serialization.Encoding.PEM
     (folder / "fullchain.pem").write_bytes(b"".join(c.public_bytes(pem) for c in chain))
     (folder / "privkey.pem").write_bytes(
@@ -139,6 +145,16 @@ def breakages():
         key = make_key()
         write(folder, issue(authority, key, names=("other.example.org",)), key, authority)
 
+    def leaf_alone(folder, authority):
+        key = make_key()
+        certificate = issue(authority, key)
+        write(folder, certificate, key, authority, chain=[certificate])
+
+    def chain_out_of_order(folder, authority):
+        key = make_key()
+        certificate = issue(authority, key)
+        write(folder, certificate, key, authority, chain=[certificate, make_authority()[0]])
+
     return [
         pytest.param("tls.E001", missing, "fullchain.pem", id="missing-certificate"),
         pytest.param("tls.E001", missing_key, "privkey.pem", id="missing-key"),
@@ -147,6 +163,8 @@ def breakages():
         pytest.param("tls.E004", expired, "fullchain.pem", id="expired"),
         pytest.param("tls.E004", not_yet_valid, "fullchain.pem", id="not-yet-valid"),
         pytest.param("tls.E005", other_name, "fullchain.pem", id="does-not-cover-domain"),
+        pytest.param("tls.E006", leaf_alone, "fullchain.pem", id="no-intermediates"),
+        pytest.param("tls.E006", chain_out_of_order, "fullchain.pem", id="foreign-issuer"),
     ]
 
 
