@@ -37,7 +37,7 @@ from tests.certificates import Authority
 from tests.conftest import report, require_binary
 from tests.containers import images
 from tests.containers.compose import ComposeError, ComposeStack, set_env_values
-from tests.e2e.clients import pages_during
+from tests.e2e.clients import pages_during, steadily
 
 DOMAIN = "chat.example.com"
 # pebble in its container: the API certbot asks, and the management port that hands out the root.
@@ -381,7 +381,9 @@ def going_live(letsencrypt_stack) -> tuple[ComposeStack, ssl.SSLContext, float]:
             return False
         return True
 
-    wait_until(pebble_certificate_served, timeout=120, interval=0.5, what="pebble's certificate")
+    wait_until(
+        steadily(pebble_certificate_served), timeout=120, interval=0.5, what="pebble's certificate"
+    )
     seconds = time.monotonic() - began
     report(f"containers, https=letsencrypt (compose): pebble's certificate served {seconds:.1f} s")
     return stack, stack.tls_context, seconds

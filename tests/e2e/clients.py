@@ -218,6 +218,13 @@ return Array.from(document.querySelectorAll("#chat-log li"), (item) => item.last
 """
 
 
+def steadily(condition: Callable[[], object], times: int = 5) -> Callable[[], bool]:
+    """`condition` made to hold `times` times in a row. After nginx reloads (gracefully), an old
+    worker may still take a connection or two before it hears it must stop: one answer from the
+    new configuration does not yet mean every answer."""
+    return lambda: all(condition() for _ in range(times))
+
+
 @dataclass
 class Reload:
     """What `pages_during` saw: pages loaded, failures, seconds until `changed`, the echo."""

@@ -29,7 +29,7 @@ from harness.processes import LOOPBACK, free_ports, wait_until
 from harness.stack import Server, Stack
 from tests.certificates import Authority
 from tests.conftest import report, require_binary
-from tests.e2e.clients import pages_during
+from tests.e2e.clients import pages_during, steadily
 from tests.e2e.conftest import PROCESS_MANAGERS
 
 # A public-looking name (the bake refuses localhost for letsencrypt); challtestsrv resolves it.
@@ -256,14 +256,14 @@ def test_a_lost_certificate_is_installed_again_from_certbots_copy(acme_stack) ->
     )  # fmt: skip
     assert "wrote a self-signed one" in made.stdout, made.stdout + made.stderr
     wait_until(
-        lambda: "Pebble" not in served_issuer(stack), timeout=20, interval=0.2,
+        steadily(lambda: "Pebble" not in served_issuer(stack)), timeout=20, interval=0.2,
         what="nginx serving the self-signed certificate",
     )  # fmt: skip
     again = renew_once(stack)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "is not certbot's current certificate: installing that" in again.stdout
     wait_until(
-        lambda: served_certificate_or_none(stack) == before.serial_number, timeout=20,
+        steadily(lambda: served_certificate_or_none(stack) == before.serial_number), timeout=20,
         interval=0.2, what="certbot's certificate served again",
     )  # fmt: skip
 
@@ -282,8 +282,8 @@ def test_a_certificate_from_another_ca_is_replaced_at_once(acme_stack) -> None:
     assert switched.returncode == 0, switched.stdout + switched.stderr
     assert f"the certificate is from {pebble.directory}: asking" in switched.stdout
     wait_until(
-        lambda: served_certificate(stack).serial_number != before.serial_number, timeout=20,
-        interval=0.2, what="the new CA's certificate",
+        steadily(lambda: served_certificate(stack).serial_number != before.serial_number),
+        timeout=20, interval=0.2, what="the new CA's certificate",
     )  # fmt: skip
 
 
