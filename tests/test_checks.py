@@ -307,8 +307,8 @@ BREAKAGES = (
         (
             replace(
                 COMPOSE,
-                '- "${PUBLISH_ADDRESS}:${HTTP_PORT}:${HTTP_PORT}"',
-                '- "${PUBLISH_ADDRESS}:${HTTP_PORT}:${HTTP_PORT}"\n      - "8443:443"',
+                '}${HTTP_PORT}:${HTTP_PORT}"',
+                '}${HTTP_PORT}:${HTTP_PORT}"\n      - "8443:443"',
             ),
         ),
     ),
@@ -413,7 +413,7 @@ BREAKAGES = (
         "https-published-onto-another-port",
         SUPERVISOR,
         "stack.E041",
-        (replace(COMPOSE, ":${HTTPS_PORT}:${HTTPS_PORT}", ":${HTTPS_PORT}:${HTTP_PORT}"),),
+        (replace(COMPOSE, "}${HTTPS_PORT}:${HTTPS_PORT}", "}${HTTPS_PORT}:${HTTP_PORT}"),),
         OWN,
     ),
     Breakage(
