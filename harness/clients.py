@@ -15,6 +15,7 @@ import ssl
 from typing import Protocol
 from urllib.parse import quote
 
+from cryptography import x509
 from websockets.asyncio.client import ClientConnection, connect
 
 from harness.processes import LOOPBACK
@@ -69,6 +70,25 @@ def http_get(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def unverified_context() -> ssl.SSLContext:
+    """A TLS client context that accepts any certificate: for asking what is served, not
+    whether it is trusted."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def served_certificate(site: Site, context: ssl.SSLContext | None = None) -> x509.Certificate:
+    """The certificate nginx presents for the site's name now (a fresh TLS connection to its
+    https port), verified with `context` (default: the site's `tls_context`)."""
+    context = context or site.tls_context
+    with (
+        socket.create_connection((LOOPBACK, site.https_port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=site.domain) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 def ws_url(site: Site, path: str) -> str:

@@ -31,7 +31,13 @@ import pytest
 import yaml
 from cryptography import x509
 
-from harness.clients import http_get, open_ws, room_path
+from harness.clients import (
+    http_get,
+    open_ws,
+    room_path,
+    served_certificate,
+    unverified_context,
+)
 from harness.processes import LOOPBACK, wait_until
 from tests.certificates import Authority
 from tests.conftest import report, require_binary
@@ -77,19 +83,9 @@ def start(stack: ComposeStack, label: str) -> None:
     )
 
 
-def served_certificate(stack: ComposeStack, context: ssl.SSLContext) -> x509.Certificate:
-    """The certificate nginx presents for the site's name now (a fresh TLS connection)."""
-    with (
-        socket.create_connection((LOOPBACK, stack.https_port), timeout=10) as sock,
-        context.wrap_socket(sock, server_hostname=DOMAIN) as tls,
-    ):
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-
-
 def negotiated_protocol(stack: ComposeStack) -> str | None:
     """The protocol nginx picks when a client offers HTTP/2 and HTTP/1.1 (ALPN), as browsers do."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the protocol is asked, not the trust
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context = unverified_context()  # the protocol is asked, not the trust
     context.set_alpn_protocols(["h2", "http/1.1"])
     with (
         socket.create_connection((LOOPBACK, stack.https_port), timeout=10) as sock,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from harness.clients import http_get, open_ws, room_path
+from harness.clients import http_get, open_ws, room_path, served_certificate, unverified_context
 from harness.processes import LOOPBACK, free_ports, wait_until
 from harness.stack import Server, Stack
 from tests.certificates import Authority
@@ -133,15 +132,6 @@ def acme_stack(
     finally:
         stack.stop()
         pebble.stop()
-
-
-def served_certificate(stack: Stack) -> x509.Certificate:
-    """The certificate nginx presents for the site's name now (a fresh TLS connection)."""
-    with (
-        socket.create_connection((LOOPBACK, stack.https_port), timeout=10) as sock,
-        stack.tls_context.wrap_socket(sock, server_hostname=DOMAIN) as tls,
-    ):
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 def certbot_version() -> str:
@@ -289,14 +279,7 @@ def test_a_certificate_from_another_ca_is_replaced_at_once(acme_stack) -> None:
 
 def served_issuer(stack: Stack) -> str:
     """The issuer of the certificate nginx serves now, read without verifying it."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with (
-        socket.create_connection((LOOPBACK, stack.https_port), timeout=10) as sock,
-        context.wrap_socket(sock, server_hostname=DOMAIN) as tls,
-    ):
-        served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-    return served.issuer.rfc4514_string()
+    return served_certificate(stack, unverified_context()).issuer.rfc4514_string()
 
 
 def served_certificate_or_none(stack: Stack) -> int | None:
